@@ -1,0 +1,42 @@
+# Quick start: `make demo` (train + evaluate the embedded demo) and `make test`.
+# Both create .venv and install the package into it when the venv is missing or
+# pyproject.toml changed; otherwise they reuse it.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The stamp's name carries a checksum of pyproject.toml, so editing it triggers a reinstall.
+VENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
+DEMO_RUN ?= outputs/demo_video_qa/$(shell date +%Y-%m-%d_%H-%M-%S)
+
+.PHONY: demo test test-slow lint venv clean-demo
+
+venv: $(VENV_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing clipbert and its dependencies into $(VENV) ..."
+	@$(PY) -m pip install --quiet -e ".[dev]" 2>&1 | { grep -v "is ignored" || true; }
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: venv
+	$(PY) train.py hydra.run.dir=$(DEMO_RUN)
+	$(PY) predict.py ckpt_path=$(DEMO_RUN)/checkpoints/best.ckpt split=test \
+		hydra.run.dir=$(DEMO_RUN)/predict_test
+	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict_test/)"
+
+test: venv
+	$(PY) -m pytest
+
+test-slow: venv
+	$(PY) -m pytest -m slow
+
+lint: venv
+	$(PY) -m ruff check .
+
+clean-demo:
+	rm -rf data/txt_db/demo_video_qa data/vis_db/demo_video_qa data/raw/demo_video_qa \
+		data/pretrained/demo_tokenizer

@@ -1,0 +1,129 @@
+"""``predict(cfg)``: run a trained checkpoint over a split, write predictions and metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from clipbert.cli import CONFIG_DIR
+from clipbert.cli.run_record import LoadedRun, load_run
+from clipbert.metrics import QAAccuracy
+
+log = logging.getLogger(__name__)
+
+
+def _relocate(value: str, old_root: str, new_root: str) -> str:
+    return new_root + value[len(old_root) :] if value.startswith(old_root) else value
+
+
+def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> DictConfig:
+    """The training run's datamodule config with this prediction's overrides applied."""
+    train_cfg = OmegaConf.create(run.config)
+    dm = train_cfg.task.datamodule
+    if cfg.data_root:
+        old_root, new_root = train_cfg.paths.data_root, str(Path(cfg.data_root).resolve())
+        for key in ("txt_db", "vis_db", "ans2label"):
+            dm[key] = _relocate(dm[key], old_root, new_root)
+    dm.tokenizer_dir = str(tokenizer_dir)
+    dm.prepare = None
+    dm.predict_split = cfg.split
+    if cfg.n_clips is not None:
+        dm.eval_sampling.n_clips = cfg.n_clips
+    if cfg.batch_size is not None:
+        dm.eval_batch_size = cfg.batch_size
+    if cfg.num_workers is not None:
+        dm.num_workers = cfg.num_workers
+    return dm
+
+
+def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
+    """Rebuild the trained module from the run record and load its weights strictly."""
+    train_cfg = OmegaConf.create(run.config)
+    model_cfg = train_cfg.model
+    model_cfg.bert.pretrained_dir = None
+    model_cfg.bert.config = run.bert_config
+    backbone = instantiate(model_cfg)
+    module = instantiate(
+        train_cfg.task.module,
+        backbone=backbone,
+        answer_vocabulary=run.hyper_parameters["answer_vocabulary"],
+    )
+    module.load_state_dict(run.state_dict, strict=True)
+    if score_agg is not None:
+        module.score_agg = score_agg
+    return module.eval()
+
+
+def score_predictions(records: list[dict], module: pl.LightningModule) -> dict[str, float]:
+    """Accuracy overall and per answer type, from the written predictions."""
+    ans2label = {a: i for i, a in enumerate(module.answer_vocabulary)}
+    metric = QAAccuracy(module.hparams.get("answer_types", ()))
+    metric.update(
+        torch.tensor([ans2label[r["prediction"]] for r in records]),
+        torch.tensor([ans2label.get(r["gold"], -1) for r in records]),
+        [r["answer_type"] for r in records],
+    )
+    return {k: round(float(v), 6) for k, v in metric.compute().items()}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def summary_table(metrics: dict[str, float], header: str) -> str:
+    width = max(len(k) for k in metrics)
+    rows = [header, f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
+    rows += [f"{k:<{width}}  {v:.4f}" for k, v in metrics.items()]
+    return "\n".join(rows)
+
+
+def predict(cfg: DictConfig) -> dict[str, float]:
+    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write predictions.jsonl and metrics.json."""
+    output_dir = Path(cfg.paths.output_dir)
+    run = load_run(cfg.ckpt_path)
+    tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
+    datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))
+    module = build_module(run, cfg.score_agg)
+    trainer = pl.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        precision=cfg.precision,
+        logger=False,
+        enable_model_summary=False,
+        default_root_dir=str(output_dir),
+    )
+    batches = trainer.predict(module, datamodule=datamodule)
+    records = [record for batch in batches for record in batch]
+
+    predictions_file = output_dir / "predictions.jsonl"
+    _write_atomic(predictions_file, "".join(json.dumps(r) + "\n" for r in records))
+    has_gold = all(r["gold"] is not None for r in records)
+    metrics = score_predictions(records, module) if has_gold else {}
+    metrics_file = output_dir / "metrics.json"
+    _write_atomic(metrics_file, json.dumps(metrics, indent=2) + "\n")
+
+    sampling = datamodule.eval_sampling
+    header = (
+        f"{cfg.split}: {len(records)} questions, n_clips={sampling.n_clips}, "
+        f"num_frames={sampling.num_frames}, score_agg={module.score_agg}"
+    )
+    print(summary_table(metrics, header) if metrics else header + " (no gold answers)")
+    print(f"predictions: {predictions_file}\nmetrics:     {metrics_file}")
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``python predict.py`` / ``clipbert-predict``)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    predict(cfg)

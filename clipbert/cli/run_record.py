@@ -1,0 +1,82 @@
+"""Store in every checkpoint what is needed to rebuild the run without its config files.
+
+A ``.ckpt`` then carries the resolved config (model, sampling, image size, answers), the BERT
+config and the tokenizer files, so ``predict.py ckpt_path=...`` needs nothing else. Only plain
+types go in, so the checkpoint loads with ``torch.load(..., weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from transformers import PreTrainedTokenizerBase
+
+RECORD_KEY = "clipbert"
+FORMAT_VERSION = 1
+
+
+def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
+    """The tokenizer's saved files as text, keyed by file name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        return {p.name: p.read_text(encoding="utf-8") for p in Path(tmp).iterdir() if p.is_file()}
+
+
+class RunRecord(pl.Callback):
+    """Adds the run record to each checkpoint Lightning writes."""
+
+    def __init__(self, config: dict[str, Any], tokenizer: PreTrainedTokenizerBase) -> None:
+        self.config = config
+        self.tokenizer_files = tokenizer_files(tokenizer)
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint[RECORD_KEY] = {
+            "format_version": FORMAT_VERSION,
+            "config": self.config,
+            "bert_config": pl_module.backbone.bert.config.to_dict(),
+            "tokenizer_files": self.tokenizer_files,
+        }
+
+
+@dataclass
+class LoadedRun:
+    """A checkpoint's weights, hyper-parameters and run record."""
+
+    state_dict: dict[str, torch.Tensor]
+    hyper_parameters: dict[str, Any]
+    config: dict[str, Any]
+    bert_config: dict[str, Any]
+    tokenizer_files: dict[str, str]
+
+    def write_tokenizer(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, text in self.tokenizer_files.items():
+            (folder / name).write_text(text, encoding="utf-8")
+        return folder
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Read a checkpoint written by ``train.py``; never unpickles code."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    record = checkpoint.get(RECORD_KEY)
+    if record is None:
+        raise ValueError(
+            f"{path} has no '{RECORD_KEY}' run record: it was not written by clipbert's train.py"
+        )
+    return LoadedRun(
+        state_dict=checkpoint["state_dict"],
+        hyper_parameters=dict(checkpoint.get("hyper_parameters", {})),
+        config=record["config"],
+        bert_config=record["bert_config"],
+        tokenizer_files=record["tokenizer_files"],
+    )

@@ -1,0 +1,85 @@
+"""``train(cfg)``: build the task's data, model and trainer from a Hydra config, fit, test."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from clipbert.cli import CONFIG_DIR
+from clipbert.cli.run_record import RunRecord
+
+log = logging.getLogger(__name__)
+
+
+def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
+    """Instantiate the datamodule, then the model sized by its tokenizer and answers."""
+    datamodule = instantiate(cfg.task.datamodule)
+    datamodule.prepare_data()
+    backbone = instantiate(cfg.model, vocab_size=len(datamodule.tokenizer))
+    module = instantiate(
+        cfg.task.module, backbone=backbone, answer_vocabulary=datamodule.answer_vocabulary
+    )
+    return datamodule, module
+
+
+def _instantiate_all(group: DictConfig | None) -> list:
+    return [instantiate(node) for node in (group or {}).values() if node is not None]
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def link_best_checkpoint(best_model_path: str) -> Path:
+    """Point ``checkpoints/best.ckpt`` at the best checkpoint so scripts need not know its name."""
+    best = Path(best_model_path)
+    link = best.parent / "best.ckpt"
+    tmp = best.parent / ".best.ckpt.tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(best.name)
+    os.replace(tmp, link)
+    return link
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit the configured task, test its best checkpoint, return the final metrics."""
+    with open_dict(cfg):
+        cfg.paths.data_root = str(Path(cfg.paths.data_root).expanduser().resolve())
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    datamodule, module = build_task(cfg)
+    callbacks = _instantiate_all(cfg.get("callbacks"))
+    callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.tokenizer))
+    loggers = _instantiate_all(cfg.get("logger"))
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    if cfg.get("test") and not trainer.fast_dev_run:
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
+        metrics.update({k: float(v) for k, v in results[0].items()})
+        metrics_file = output_dir / "metrics.json"
+        _write_json(metrics_file, {"best_checkpoint": best, **metrics})
+        if best:
+            log.info("best checkpoint: %s", link_best_checkpoint(best))
+        log.info("metrics: %s", metrics_file)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``python train.py`` / ``clipbert-train``)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    train(cfg)

@@ -1,0 +1,187 @@
+"""ClipBERT's shared body: frames and texts in, one pooled [CLS] vector per (text, clip) out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from transformers import BertConfig, BertModel
+from transformers.masking_utils import create_bidirectional_mask
+
+from clipbert.models.resnet import ResNet
+from clipbert.models.visual import GridEncoder, VisualEmbeddings
+
+PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
+PIXEL_STD_RGB = (1.0, 1.0, 1.0)
+
+
+class ClipBertBackbone(nn.Module):
+    """CNN -> grid encoder -> visual embeddings, then one BERT over ``[text ; visual]``.
+
+    Differences from the original's control flow that do not change numbers: all clips go
+    through the CNN as one batch and through BERT as one batch of sequences (the original runs
+    one full forward per clip), and the CNN runs once per video however many texts share it.
+    Everything after the CNN is computed per (text, clip) pair, so dropout draws independent
+    masks per pair exactly as the original's per-clip forwards do.
+    """
+
+    def __init__(
+        self,
+        cnn: ResNet,
+        bert: BertModel,
+        *,
+        random_token_sampling: int = 0,
+        max_grid_size: int = 100,
+        pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
+        pixel_std: Sequence[float] = PIXEL_STD_RGB,
+    ) -> None:
+        super().__init__()
+        if bert.pooler is None:
+            raise ValueError("ClipBERT pools the text [CLS]: build BertModel with its pooler")
+        config = bert.config
+        self.cnn = cnn
+        self.grid_encoder = GridEncoder(cnn.out_channels, config.hidden_size)
+        self.visual_embeddings = VisualEmbeddings(
+            config.hidden_size,
+            max_grid_rows=max_grid_size,
+            max_grid_cols=max_grid_size,
+            layer_norm_eps=config.layer_norm_eps,
+            dropout=config.hidden_dropout_prob,
+            random_token_sampling=random_token_sampling,
+        )
+        self.bert = bert
+        # The original gives the visual embeddings BERT init and the grid encoder PyTorch's.
+        self.visual_embeddings.apply(lambda m: _bert_init(m, config.initializer_range))
+        # RGB, 0-255 scale: (x - mean) / std, no /255, as the original's data pipeline does.
+        self.register_buffer("pixel_mean", _channel_vector(pixel_mean), persistent=False)
+        self.register_buffer("pixel_std", _channel_vector(pixel_std), persistent=False)
+
+    @property
+    def hidden_size(self) -> int:
+        return self.bert.config.hidden_size
+
+    def encode_frames(self, frames: Tensor) -> Tensor:
+        """RGB frames (..., 3, S, S), uint8 or float in 0-255 -> grids (..., h, w, H).
+
+        Normalisation happens here, on the model's device, so loaders can ship uint8.
+        """
+        lead = frames.shape[:-3]
+        # The CNN was trained on BGR input; flipping before the cast moves 1 byte per pixel.
+        x = frames.reshape(-1, *frames.shape[-3:]).flip(1).float()
+        x = (x - self.pixel_mean.flip(0)) / self.pixel_std.flip(0)
+        grid = self.grid_encoder(self.cnn(x.to(self.cnn.conv1.weight.dtype)))
+        return grid.permute(0, 2, 3, 1).reshape(*lead, *grid.shape[2:], grid.shape[1])
+
+    def encode(
+        self,
+        frames: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        visual_index: Tensor | None = None,
+    ) -> Tensor:
+        """Sequence output (E, N, L + visual tokens, H): text tokens first, then visual tokens.
+
+        frames (V, N, T, 3, S, S): V videos, N clips, T frames per clip. input_ids and
+        attention_mask (E, L). visual_index (E,) gives each text's video; None pairs text i
+        with video i. Each text is paired with each of its video's N clips.
+        """
+        num_videos, num_clips = frames.shape[:2]
+        num_texts = input_ids.shape[0]
+        if visual_index is None:
+            if num_texts != num_videos:
+                raise ValueError(f"{num_texts} texts but {num_videos} videos: pass visual_index")
+            visual_index = torch.arange(num_videos, device=frames.device)
+        grid = self.encode_frames(frames)  # (V, N, T, h, w, H)
+        pair_grid = grid[visual_index].flatten(0, 1)  # (E*N, T, h, w, H), text-major
+        visual = self.visual_embeddings(pair_grid)
+        pair_ids = input_ids.repeat_interleave(num_clips, dim=0)
+        text = self.bert.embeddings(input_ids=pair_ids)
+        embeddings = torch.cat([text, visual], dim=1)
+        mask = torch.cat(
+            [
+                attention_mask.repeat_interleave(num_clips, dim=0),
+                attention_mask.new_ones(visual.shape[:2]),
+            ],
+            dim=1,
+        )
+        mask = create_bidirectional_mask(
+            config=self.bert.config, inputs_embeds=embeddings, attention_mask=mask
+        )
+        hidden = self.bert.encoder(embeddings, attention_mask=mask).last_hidden_state
+        return hidden.unflatten(0, (num_texts, num_clips))
+
+    def forward(
+        self,
+        frames: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        visual_index: Tensor | None = None,
+    ) -> Tensor:
+        """Pooled text [CLS] (E, N, H) per (text, clip); see ``encode`` for the inputs."""
+        hidden = self.encode(frames, input_ids, attention_mask, visual_index)
+        return self.bert.pooler(hidden.flatten(0, 1)).unflatten(0, hidden.shape[:2])
+
+
+def _channel_vector(values: Sequence[float]) -> Tensor:
+    return torch.tensor(list(values), dtype=torch.float32).view(3, 1, 1)
+
+
+def _bert_init(module: nn.Module, std: float) -> None:
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, std=std)
+    if isinstance(module, nn.Linear) and module.bias is not None:
+        nn.init.zeros_(module.bias)
+    if isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def build_bert(
+    config: Mapping[str, Any] | None = None,
+    pretrained_dir: str | None = None,
+    vocab_size: int | None = None,
+    attn_implementation: str = "sdpa",
+) -> BertModel:
+    """A BertModel (with pooler) from a local folder or from config values; never downloads.
+
+    A model built from a config gets BERT init (normal ``initializer_range``, zero bias,
+    LayerNorm 1/0). ``vocab_size`` overrides the config's, for a tokenizer with added tokens.
+    """
+    if (config is None) == (pretrained_dir is None):
+        raise ValueError("give exactly one of config and pretrained_dir")
+    if pretrained_dir is not None:
+        bert = BertModel.from_pretrained(
+            pretrained_dir, local_files_only=True, attn_implementation=attn_implementation
+        )
+        if vocab_size is not None and vocab_size != bert.config.vocab_size:
+            raise ValueError(
+                f"vocab_size={vocab_size} but {pretrained_dir} has {bert.config.vocab_size}"
+            )
+        return bert
+    values = dict(config)
+    if vocab_size is not None:
+        values["vocab_size"] = vocab_size
+    bert_config = BertConfig(**values)
+    # transformers 5 takes the attention implementation on the config, not as a kwarg.
+    bert_config._attn_implementation = attn_implementation
+    return BertModel(bert_config)
+
+
+def build_backbone(
+    cnn: Mapping[str, Any],
+    bert: Mapping[str, Any],
+    vocab_size: int | None = None,
+    random_token_sampling: int = 0,
+    pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
+    pixel_std: Sequence[float] = PIXEL_STD_RGB,
+) -> ClipBertBackbone:
+    """Hydra entry: ``cnn`` holds ResNet kwargs, ``bert`` the ``build_bert`` kwargs."""
+    return ClipBertBackbone(
+        ResNet(**cnn),
+        build_bert(**bert, vocab_size=vocab_size),
+        random_token_sampling=random_token_sampling,
+        pixel_mean=pixel_mean,
+        pixel_std=pixel_std,
+    )

@@ -1,0 +1,123 @@
+"""What every ClipBERT task shares: clip aggregation, optimizer groups, the lr schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LambdaLR
+
+from clipbert.models.backbone import ClipBertBackbone
+
+SCORE_AGGREGATIONS = ("mean", "max", "lse")
+CNN_PREFIXES = ("backbone.cnn.", "backbone.grid_encoder.")
+MIN_LR = 1e-8
+
+
+def aggregate_clip_logits(logits: torch.Tensor, how: str) -> torch.Tensor:
+    """Combine per-clip logits (E, N, C) into one score per text (E, C).
+
+    ``lse`` (logsumexp over clips) followed by cross-entropy is exactly the original's lse
+    training loss, so one code path serves training and inference.
+    """
+    if how == "mean":
+        return logits.mean(dim=1)
+    if how == "max":
+        return logits.max(dim=1).values
+    if how == "lse":
+        return logits.logsumexp(dim=1)
+    raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{how}'")
+
+
+def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -> float:
+    """The original's schedule: linear warmup, then linear decay to 0 at ``total_steps``.
+
+    ``step`` counts optimizer steps from 1, as the original increments its step before
+    setting the learning rate.
+    """
+    if step < warmup_steps:
+        return step / warmup_steps
+    return max(total_steps - step, 0) / max(total_steps - warmup_steps, 1)
+
+
+def is_no_decay(name: str) -> bool:
+    """Biases and LayerNorm parameters are not weight-decayed (the original's rule)."""
+    return "bias" in name or "LayerNorm" in name
+
+
+def parameter_groups(
+    named_parameters: Iterable[tuple[str, nn.Parameter]],
+    *,
+    cnn_lr: float,
+    cnn_weight_decay: float,
+) -> list[dict]:
+    """Split trainable parameters into transformer/CNN x decay/no-decay groups.
+
+    Transformer groups take the optimizer's own lr and weight decay; CNN groups (ResNet and
+    grid encoder) take ``cnn_lr`` and ``cnn_weight_decay``. Frozen parameters are left out.
+    """
+    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+    for name, param in named_parameters:
+        if not param.requires_grad:
+            continue
+        key = (name.startswith(CNN_PREFIXES), is_no_decay(name))
+        buckets.setdefault(key, []).append(param)
+    groups = []
+    for (is_cnn, no_decay), params in sorted(buckets.items()):
+        group: dict = {"params": params, "name": f"{'cnn' if is_cnn else 'transformer'}"}
+        group["name"] += "_no_decay" if no_decay else ""
+        if is_cnn:
+            group["lr"] = cnn_lr
+            group["weight_decay"] = cnn_weight_decay
+        if no_decay:
+            group["weight_decay"] = 0.0
+        groups.append(group)
+    return groups
+
+
+class ClipBertTask(pl.LightningModule):
+    """Base LightningModule: a shared backbone plus the original's optimisation recipe."""
+
+    def __init__(
+        self,
+        backbone: ClipBertBackbone,
+        *,
+        optimizer: Callable[..., Optimizer],
+        cnn_lr: float,
+        cnn_weight_decay: float,
+        warmup_ratio: float = 0.1,
+        score_agg: str = "mean",
+    ) -> None:
+        super().__init__()
+        if score_agg not in SCORE_AGGREGATIONS:
+            raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{score_agg}'")
+        if not 0.0 <= warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        self.backbone = backbone
+        self.optimizer_factory = optimizer
+        self.cnn_lr = cnn_lr
+        self.cnn_weight_decay = cnn_weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.score_agg = score_agg
+
+    def configure_optimizers(self) -> dict:
+        groups = parameter_groups(
+            self.named_parameters(), cnn_lr=self.cnn_lr, cnn_weight_decay=self.cnn_weight_decay
+        )
+        optimizer = self.optimizer_factory(groups)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup = math.floor(self.warmup_ratio * total)
+
+        def schedule_for(base_lr: float) -> Callable[[int], float]:
+            floor = MIN_LR / base_lr if base_lr > 0 else 0.0
+            return lambda step: max(warmup_linear_decay(step + 1, warmup, total), floor)
+
+        scheduler = LambdaLR(optimizer, [schedule_for(g["lr"]) for g in optimizer.param_groups])
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "name": "lr"},
+        }

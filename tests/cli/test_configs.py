@@ -1,0 +1,79 @@
+"""Hydra composition: defaults, overrides, experiments, and errors before any work starts."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from clipbert.cli import CONFIG_DIR
+from tests.helpers import compose_config
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+def test_default_is_the_demo_on_cpu(monkeypatch) -> None:
+    monkeypatch.delenv("CLIPBERT_DATA", raising=False)
+    cfg = compose_config("train", [])
+    assert cfg.task.name == "demo_video_qa"
+    assert cfg.trainer.accelerator == "cpu"
+    assert cfg.model.bert.config.num_hidden_layers == 2  # the demo selects the tiny model
+    assert cfg.paths.data_root == "./data"
+
+
+def test_data_root_follows_env(monkeypatch) -> None:
+    monkeypatch.setenv("CLIPBERT_DATA", "/datasets/clipbert")
+    cfg = compose_config("train", [])
+    assert cfg.task.datamodule.vis_db == "/datasets/clipbert/vis_db/demo_video_qa"
+
+
+def test_overrides_reach_the_objects() -> None:
+    cfg = compose_config("train", ["trainer.max_epochs=1", "model.bert.num_hidden_layers=1"])
+    assert cfg.trainer.max_epochs == 1
+    backbone = instantiate(cfg.model, vocab_size=50)
+    assert backbone.bert.config.num_hidden_layers == 1
+
+
+def test_misspelled_key_is_refused() -> None:
+    with pytest.raises(ConfigCompositionException, match="max_epoch"):
+        compose_config("train", ["trainer.max_epoch=1"])
+
+
+def test_misspelled_key_fails_before_any_work(tmp_path: Path) -> None:
+    """The real script exits with Hydra's message and creates no data or run folder."""
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "trainer.max_epoch=1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "max_epoch" in result.stderr
+    assert not (tmp_path / "data").exists() and not (tmp_path / "outputs").exists()
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(experiment: str) -> None:
+    cfg = compose_config("train", [f"experiment={experiment}"])
+    assert cfg.task.datamodule.train_sampling.n_clips >= 1
+
+
+def test_one_frame_experiment_changes_only_frames() -> None:
+    base = compose_config("train", [])
+    one = compose_config("train", ["experiment=demo_1frame"])
+    assert one.task.datamodule.train_sampling.num_frames == 1
+    assert one.task.datamodule.eval_sampling.num_frames == 1
+    assert one.task.datamodule.train_sampling.fps == base.task.datamodule.train_sampling.fps
+    assert one.model == base.model
+
+
+def test_predict_requires_a_checkpoint() -> None:
+    cfg = compose_config("predict", [])
+    with pytest.raises(Exception, match="ckpt_path"):
+        _ = cfg.ckpt_path

@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny demo dataset and composed Hydra configs pointing at temp folders."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig, open_dict
+
+from tests.helpers import compose_config
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_MODE", "offline")
+
+TINY_DEMO_SIZES = {"train": 24, "val": 8, "test": 8}
+
+
+@pytest.fixture(scope="session")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny generated demo dataset (real mp4 videos in a real LMDB), shared by the session."""
+    from clipbert.demo import ensure_demo_dataset
+
+    root = tmp_path_factory.mktemp("demo_data")
+    ensure_demo_dataset(root, sizes=TINY_DEMO_SIZES, progress=False)
+    return root
+
+
+@pytest.fixture
+def train_config(demo_root: Path, tmp_path: Path):
+    """Factory: the default training config on the tiny demo data, writing under tmp_path."""
+
+    def make(*overrides: str) -> DictConfig:
+        cfg = compose_config(
+            "train",
+            [
+                f"paths.data_root={demo_root}",
+                f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", ""),
+                "+task.datamodule.prepare.progress=false",
+                "task.datamodule.num_workers=0",
+                "task.datamodule.batch_size=8",
+                "task.datamodule.eval_batch_size=8",
+                "trainer.max_epochs=1",
+                "trainer.num_sanity_val_steps=0",
+                "trainer.enable_progress_bar=false",
+                "callbacks.progress_bar=null",
+                *overrides,
+            ],
+        )
+        with open_dict(cfg):
+            cfg.paths.output_dir = str(tmp_path / "run")
+        return cfg
+
+    return make

@@ -1,0 +1,64 @@
+"""The video QA DataModule over a real generated LMDB: batches, sampling, tokenization."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+
+from clipbert.data.datasets import IGNORE_LABEL
+
+
+def build(train_config, *overrides: str):
+    cfg = train_config(*overrides)
+    datamodule = instantiate(cfg.task.datamodule)
+    datamodule.prepare_data()
+    return cfg, datamodule
+
+
+def test_train_batch_is_uint8_clips_and_padded_text(train_config) -> None:
+    cfg, dm = build(train_config, "task.datamodule.train_sampling.n_clips=2")
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    size = cfg.task.datamodule.image_size
+    assert batch.frames.dtype == torch.uint8
+    assert batch.frames.shape == (8, 2, 2, 3, size, size)
+    assert batch.input_ids.shape == (8, cfg.task.datamodule.max_txt_len)
+    assert (batch.input_ids[:, 0] == dm.tokenizer.cls_token_id).all()
+    assert batch.attention_mask.sum(1).min() >= 3
+    assert set(batch.answer_types) <= {"color", "shape", "count", "motion"}
+    assert (batch.labels >= 0).all()
+
+
+def test_padding_is_right_and_bottom(train_config) -> None:
+    """Demo videos are 4:3, so the bottom quarter of each padded frame is zero."""
+    cfg, dm = build(train_config)
+    dm.setup("validate")
+    frames = next(iter(dm.val_dataloader())).frames
+    size = cfg.task.datamodule.image_size
+    assert frames[..., size * 3 // 4 :, :].eq(0).all()
+    assert frames[..., : size * 3 // 4 - 1, :].float().mean() > 10
+
+
+def test_eval_sampling_is_deterministic(train_config) -> None:
+    _, dm = build(train_config)
+    dm.setup("validate")
+    first = next(iter(dm.val_dataloader())).frames
+    second = next(iter(dm.val_dataloader())).frames
+    assert torch.equal(first, second)
+
+
+def test_out_of_vocabulary_training_answers_are_skipped(train_config, tmp_path: Path) -> None:
+    cfg, dm = build(train_config)
+    lines = (dm.txt_db / "train.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record["answer"] = "purple"
+    (tmp_path / "train.jsonl").write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    (tmp_path / "val.jsonl").write_text(json.dumps(record) + "\n")
+    dm.txt_db = tmp_path
+    train = dm.build_dataset("train")
+    assert dm.skipped_out_of_vocabulary == 1 and len(train) == len(lines) - 1
+    val = dm.build_dataset("val")
+    assert len(val) == 1 and val[0]["label"] == IGNORE_LABEL

@@ -1,0 +1,187 @@
+"""Decoding real video and image files from in-memory bytes."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from clipbert.data.decoding import (
+    DEFAULT_FPS,
+    DecodeError,
+    DecordDecoder,
+    VideoDecoder,
+    VideoInfo,
+    build_decoder,
+    decode_image,
+)
+from clipbert.data.sampling import sample_frame_indices
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+# file, (height, width) as decord returns them, frame count, average fps
+VIDEOS = [
+    ("h264_176x144_29.97fps_lowbitrate.mp4", (144, 176), 120, 29.97),
+    ("mjpeg_160x120_10fps_3frames.avi", (120, 160), 3, 10.0),
+    ("h264_opus_426x240_30fps.mkv", (240, 426), 310, 30.0),  # no frame count in the header
+    ("h264_1920x1080_vfr_72frames.mp4", (1080, 1920), 72, 28.052),  # uneven frame rate
+    ("h264_568x320_rot90_3frames.mov", (568, 320), 3, 30.0),  # decord applies the rotation
+]
+
+
+def _bytes(name: str) -> bytes:
+    return (ASSETS / name).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def decoder() -> VideoDecoder:
+    return build_decoder("decord")
+
+
+@pytest.mark.parametrize(("name", "size", "num_frames", "fps"), VIDEOS)
+def test_decode_sampled_frames(decoder, name, size, num_frames, fps) -> None:
+    seen: list[VideoInfo] = []
+
+    def select(info: VideoInfo) -> list[int]:
+        seen.append(info)
+        clips = sample_frame_indices(
+            info.num_frames, info.fps, n_clips=2, num_frames=3, fps=1.0, strategy="fixed"
+        )
+        return [i for clip in clips for i in clip]
+
+    frames = decoder.read(_bytes(name), select)
+    assert seen[0].num_frames == num_frames
+    assert seen[0].fps == pytest.approx(fps, abs=1e-3)
+    assert frames.shape == (6, 3, *size)
+    assert frames.dtype == torch.uint8
+    assert frames.is_contiguous()
+    assert frames.float().std() > 1.0  # real picture content, not a blank buffer
+
+
+def test_repeated_and_unsorted_indices_match_sorted_decode(decoder) -> None:
+    data = _bytes("h264_176x144_29.97fps_lowbitrate.mp4")
+    reference = decoder.read(data, lambda info: [0, 2, 5, 119])
+    lookup = {0: 0, 2: 1, 5: 2, 119: 3}
+    wanted = [119, 5, 0, 5, 2, 119]
+    frames = decoder.read(data, lambda info: wanted)
+    assert frames.shape[0] == len(wanted)
+    for row, index in enumerate(wanted):
+        assert torch.equal(frames[row], reference[lookup[index]])
+    assert not torch.equal(reference[0], reference[3])
+
+
+def test_decoding_is_deterministic(decoder) -> None:
+    data = _bytes("h264_opus_426x240_30fps.mkv")
+    indices = sample_frame_indices(
+        310, 30.0, n_clips=1, num_frames=4, fps=2.0, strategy="rand", rng=random.Random(0)
+    )[0]
+    first = decoder.read(data, lambda info: indices)
+    assert torch.equal(first, decoder.read(data, lambda info: indices))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        bytes(random.Random(0).getrandbits(8) for _ in range(20_000)),
+        _bytes("h264_176x144_29.97fps_lowbitrate.mp4")[:3000],
+        _bytes("h264_176x144_29.97fps_lowbitrate.mp4")[: 7019 // 2],
+    ],
+    ids=["empty", "random", "truncated-header", "truncated-half"],
+)
+def test_bad_bytes_raise_decode_error(decoder, data: bytes) -> None:
+    with pytest.raises(DecodeError, match="decord"):
+        decoder.read(data, lambda info: [0])
+
+
+def test_corrupt_packet_raises_decode_error(decoder) -> None:
+    # Opens (50 frames in the header) but a packet in the middle cannot be decoded.
+    with pytest.raises(DecodeError, match="decode frames"):
+        decoder.read(_bytes("h264_1280x720_corrupt_nal.mp4"), lambda info: range(info.num_frames))
+
+
+def test_selection_errors_are_not_decode_errors(decoder) -> None:
+    data = _bytes("mjpeg_160x120_10fps_3frames.avi")
+    with pytest.raises(ValueError, match=r"outside \[0, 3\)"):
+        decoder.read(data, lambda info: [0, 3])
+    with pytest.raises(ValueError, match="empty"):
+        decoder.read(data, lambda info: [])
+
+
+def test_build_decoder() -> None:
+    decoder = build_decoder("decord", num_threads=2)
+    assert isinstance(decoder, DecordDecoder) and decoder.num_threads == 2
+    assert decoder.name == "decord"
+    assert isinstance(pickle.loads(pickle.dumps(decoder)), DecordDecoder)
+    with pytest.raises(ValueError, match="decord"):
+        build_decoder("ffmpeg-magic")
+
+
+class _ConstantDecoder(VideoDecoder):
+    """A backend whose container reports the given metadata: exercises the base-class guards
+    (no real file in the assets has a missing frame rate)."""
+
+    name = "constant"
+
+    def __init__(self, num_frames: int, fps: float) -> None:
+        self.info = VideoInfo(num_frames, fps)
+
+    def _open(self, data: bytes):
+        return None, self.info
+
+    def _decode(self, handle, indices):
+        return torch.tensor(indices, dtype=torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 2, 2)
+
+
+@pytest.mark.parametrize("fps", [0.0, -5.0, float("nan"), float("inf")])
+def test_unusable_fps_falls_back_to_default(fps: float) -> None:
+    seen: list[VideoInfo] = []
+    frames = _ConstantDecoder(10, fps).read(b"", lambda info: seen.append(info) or [3, 1, 3])
+    assert seen == [VideoInfo(10, DEFAULT_FPS)]
+    assert frames[:, 0, 0, 0].tolist() == [3, 1, 3]
+
+
+def test_zero_frames_is_a_decode_error() -> None:
+    with pytest.raises(DecodeError, match="0 frames"):
+        _ConstantDecoder(0, 30.0).read(b"", lambda info: [0])
+
+
+def test_decode_gray_jpeg_to_rgb() -> None:
+    image = decode_image(_bytes("photo_128x128_gray.jpg"))
+    assert image.shape == (1, 3, 128, 128) and image.dtype == torch.uint8
+    assert torch.equal(image[:, 0], image[:, 1]) and torch.equal(image[:, 1], image[:, 2])
+
+
+def test_decode_rgba_png_drops_alpha() -> None:
+    image = decode_image(_bytes("rgba_200x150.png"))
+    assert image.shape == (1, 3, 150, 200) and image.dtype == torch.uint8
+    rgb = np.array(Image.open(ASSETS / "rgba_200x150.png").convert("RGB"))
+    assert torch.equal(image[0].permute(1, 2, 0), torch.from_numpy(rgb))
+
+
+def test_decode_rgb_jpeg_and_palette_png() -> None:
+    assert decode_image(_bytes("photo_128x128_tiny.jpg")).shape == (1, 3, 128, 128)
+    buffer = io.BytesIO()
+    Image.open(ASSETS / "photo_128x128_tiny.jpg").convert("P").save(buffer, format="PNG")
+    assert decode_image(buffer.getvalue()).shape == (1, 3, 128, 128)
+
+
+def test_decode_image_honours_exif_orientation() -> None:
+    image = Image.open(ASSETS / "photo_128x128_tiny.jpg").crop((0, 0, 128, 64))  # 128 wide
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: rotate 90° clockwise to display
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert decode_image(buffer.getvalue()).shape == (1, 3, 128, 64)
+
+
+@pytest.mark.parametrize("name", ["broken_truncated.jpg", "h264_176x144_29.97fps_lowbitrate.mp4"])
+def test_broken_image_raises_decode_error(name: str) -> None:
+    with pytest.raises(DecodeError, match="image"):
+        decode_image(_bytes(name))

@@ -1,0 +1,109 @@
+import pytest
+import torch
+from torch import nn
+from torchvision.ops.misc import FrozenBatchNorm2d
+
+from clipbert.models.resnet import Bottleneck, ResNet, resnet50
+
+
+def tiny_resnet(**kwargs) -> ResNet:
+    return ResNet(layers=(1, 1, 1, 1), stem_width=8, width=4, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def r50() -> ResNet:
+    return resnet50().eval()
+
+
+def test_resnet50_res5_is_stride_32(r50: ResNet) -> None:
+    with torch.no_grad():
+        out = r50(torch.randn(1, 3, 448, 448))
+    assert r50.out_channels == 2048
+    assert out.shape == (1, 2048, 14, 14)
+    assert out.min() >= 0  # res5 is taken after the final ReLU
+
+
+def test_resnet50_block_counts_and_widths(r50: ResNet) -> None:
+    stages = [r50.layer1, r50.layer2, r50.layer3, r50.layer4]
+    assert [len(s) for s in stages] == [3, 4, 6, 3]
+    assert [s[0].conv3.out_channels for s in stages] == [256, 512, 1024, 2048]
+    assert [s[0].conv1.out_channels for s in stages] == [64, 128, 256, 512]
+    assert r50.layer1[0].conv1.in_channels == 64
+
+
+def test_tiny_resnet_shapes() -> None:
+    net = tiny_resnet().eval()
+    with torch.no_grad():
+        out = net(torch.randn(2, 3, 192, 192))
+    assert net.out_channels == 4 * 8 * 4
+    assert out.shape == (2, 128, 6, 6)
+
+
+def test_stride_sits_in_the_1x1_conv(r50: ResNet) -> None:
+    assert r50.layer1[0].conv1.stride == (1, 1)
+    for stage in (r50.layer2, r50.layer3, r50.layer4):
+        block = stage[0]
+        assert block.conv1.stride == (2, 2)
+        assert block.conv2.stride == (1, 1)
+        assert block.downsample[0].stride == (2, 2)
+        assert all(b.conv1.stride == (1, 1) and b.conv2.stride == (1, 1) for b in stage[1:])
+
+
+def test_stride_in_3x3_option_moves_the_stride() -> None:
+    block = Bottleneck(16, 8, 32, stride=2, stride_in_1x1=False)
+    assert block.conv1.stride == (1, 1)
+    assert block.conv2.stride == (2, 2)
+
+
+def test_downsample_only_where_shape_changes(r50: ResNet) -> None:
+    for stage in (r50.layer1, r50.layer2, r50.layer3, r50.layer4):
+        assert isinstance(stage[0].downsample[1], FrozenBatchNorm2d)
+        assert all(b.downsample is None for b in stage[1:])
+    assert Bottleneck(32, 8, 32).downsample is None
+
+
+def test_stem_and_layer1_are_frozen(r50: ResNet) -> None:
+    frozen = {n for n, p in r50.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, _ in r50.named_parameters() if n.startswith(("conv1.", "layer1."))}
+    assert len(frozen) == 11  # as in the original: the stem conv and the 10 convs of res2
+
+
+@pytest.mark.parametrize(("freeze_at", "trainable_from"), [(0, 0), (1, 1), (3, 3)])
+def test_freeze_at_counts_stages(freeze_at: int, trainable_from: int) -> None:
+    net = tiny_resnet(freeze_at=freeze_at)
+    stages = [net.conv1, net.layer1, net.layer2, net.layer3, net.layer4]
+    for index, stage in enumerate(stages):
+        assert all(p.requires_grad == (index >= trainable_from) for p in stage.parameters())
+
+
+def test_no_conv_bias_and_frozen_bn_buffers(r50: ResNet) -> None:
+    convs = [m for m in r50.modules() if isinstance(m, nn.Conv2d)]
+    norms = [m for m in r50.modules() if isinstance(m, FrozenBatchNorm2d)]
+    assert len(convs) == 53 and all(c.bias is None for c in convs)
+    assert len(norms) == 53
+    for norm in norms:
+        assert norm.eps == 1e-5
+        assert not list(norm.parameters())
+        assert {n for n, _ in norm.named_buffers()} == {
+            "weight",
+            "bias",
+            "running_mean",
+            "running_var",
+        }
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in r50.modules())
+
+
+def test_train_mode_does_not_change_outputs() -> None:
+    net = tiny_resnet()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        train_out = net.train()(x)
+        eval_out = net.eval()(x)
+    torch.testing.assert_close(train_out, eval_out, rtol=0, atol=0)
+
+
+def test_key_names_are_torchvision_style() -> None:
+    keys = set(tiny_resnet().state_dict())
+    assert {"conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight"} <= keys
+    assert {"layer4.0.conv1.weight", "layer4.0.bn3.bias", "layer4.0.downsample.1.weight"} <= keys
+    assert not any("num_batches_tracked" in k for k in keys)

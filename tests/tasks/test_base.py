@@ -1,0 +1,80 @@
+"""Clip aggregation, the original's lse loss, optimizer groups and the lr schedule."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clipbert.tasks.base import (
+    aggregate_clip_logits,
+    parameter_groups,
+    warmup_linear_decay,
+)
+
+
+def original_lse_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The original's formula: lse over all (clip, class) minus lse over clips of the gold class."""
+    e, n, c = logits.shape
+    everything = logits.reshape(e, n * c).logsumexp(dim=1)
+    gold = logits.gather(2, labels.view(e, 1, 1).expand(e, n, 1)).squeeze(2).logsumexp(dim=1)
+    return (everything - gold).mean()
+
+
+def test_lse_aggregation_then_ce_is_the_original_loss() -> None:
+    torch.manual_seed(0)
+    logits, labels = torch.randn(6, 4, 9), torch.randint(0, 9, (6,))
+    ours = F.cross_entropy(aggregate_clip_logits(logits, "lse"), labels)
+    torch.testing.assert_close(ours, original_lse_loss(logits, labels))
+
+
+def test_mean_and_max_aggregation() -> None:
+    logits = torch.tensor([[[1.0, 5.0], [3.0, -1.0]]])
+    torch.testing.assert_close(aggregate_clip_logits(logits, "mean"), torch.tensor([[2.0, 2.0]]))
+    torch.testing.assert_close(aggregate_clip_logits(logits, "max"), torch.tensor([[3.0, 5.0]]))
+
+
+def test_single_clip_aggregation_is_identity() -> None:
+    logits = torch.randn(3, 1, 5)
+    for how in ("mean", "max", "lse"):
+        torch.testing.assert_close(aggregate_clip_logits(logits, how), logits[:, 0])
+
+
+def test_unknown_aggregation() -> None:
+    with pytest.raises(ValueError, match="score_agg"):
+        aggregate_clip_logits(torch.zeros(1, 1, 1), "median")
+
+
+def test_schedule_warms_up_then_decays_to_zero() -> None:
+    values = [warmup_linear_decay(s, warmup_steps=10, total_steps=100) for s in range(1, 101)]
+    assert values[0] == pytest.approx(0.1) and values[9] == pytest.approx(1.0)
+    assert values[54] == pytest.approx(0.5)
+    assert values[-1] == 0.0
+    assert all(a <= b for a, b in zip(values[:10], values[1:10], strict=False))
+
+
+class Toy(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = nn.Module()
+        self.backbone.cnn = nn.Conv2d(3, 4, 3)
+        self.backbone.grid_encoder = nn.Conv2d(4, 4, 3, bias=False)
+        self.backbone.bert = nn.Module()
+        self.backbone.bert.dense = nn.Linear(4, 4)
+        self.backbone.bert.LayerNorm = nn.LayerNorm(4)
+        self.head = nn.Linear(4, 2)
+        self.backbone.frozen = nn.Linear(2, 2).requires_grad_(False)
+
+
+def test_parameter_groups_follow_the_original_rules() -> None:
+    groups = parameter_groups(Toy().named_parameters(), cnn_lr=1e-4, cnn_weight_decay=0.5)
+    by_name = {g["name"]: g for g in groups}
+    assert set(by_name) == {"cnn", "cnn_no_decay", "transformer", "transformer_no_decay"}
+    assert len(by_name["cnn"]["params"]) == 2  # conv weights (grid encoder included)
+    assert by_name["cnn"]["lr"] == 1e-4 and by_name["cnn"]["weight_decay"] == 0.5
+    assert by_name["cnn_no_decay"]["weight_decay"] == 0.0
+    assert "lr" not in by_name["transformer"]  # takes the optimizer's own lr and decay
+    assert len(by_name["transformer_no_decay"]["params"]) == 4  # biases + LayerNorm weight/bias
+    total = sum(len(g["params"]) for g in groups)
+    assert total == 2 + 1 + 2 + 4  # the frozen layer is left out
