@@ -48,8 +48,11 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
     """Rebuild the trained module from the run record and load its weights strictly."""
     train_cfg = OmegaConf.create(run.config)
     model_cfg = train_cfg.model
-    model_cfg.bert.pretrained_dir = None
-    model_cfg.bert.config = run.bert_config
+    model_cfg.bert = {
+        "pretrained_dir": None,
+        "attn_implementation": model_cfg.bert.attn_implementation,
+        **run.bert_config,
+    }
     backbone = instantiate(model_cfg)
     module = instantiate(
         train_cfg.task.module,

@@ -10,15 +10,17 @@ from transformers import PreTrainedTokenizerBase
 
 @dataclass
 class VideoQABatch:
-    """A batch of questions, one video each.
+    """A batch of V videos and the E questions asked about them.
 
-    ``frames`` stays uint8 (B, n_clips, num_frames, 3, S, S) until the model normalises it on
+    ``frames`` stays uint8 (V, n_clips, num_frames, 3, S, S) until the model normalises it on
     the device, which keeps host memory and host-to-device copies four times smaller.
+    ``visual_index`` (E,) gives each question's video, so a video is encoded once.
     """
 
     frames: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
+    visual_index: torch.Tensor
     labels: torch.Tensor
     question_ids: list = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
@@ -26,6 +28,7 @@ class VideoQABatch:
     answer_types: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
+        """The number of questions (what metrics and losses average over)."""
         return self.labels.shape[0]
 
     def pin_memory(self) -> VideoQABatch:
@@ -64,14 +67,20 @@ class VideoQACollator:
         self.tokenize = tokenize
 
     def __call__(self, items: list[dict]) -> VideoQABatch:
-        input_ids, attention_mask = self.tokenize([item["question"] for item in items])
+        def gather(key: str) -> list:
+            return [value for item in items for value in item[key]]
+
+        questions = gather("questions")
+        input_ids, attention_mask = self.tokenize(questions)
+        counts = torch.tensor([len(item["questions"]) for item in items])
         return VideoQABatch(
             frames=torch.stack([item["frames"] for item in items]),
             input_ids=input_ids,
             attention_mask=attention_mask,
-            labels=torch.tensor([item["label"] for item in items], dtype=torch.long),
-            question_ids=[item["question_id"] for item in items],
-            questions=[item["question"] for item in items],
-            answers=[item["answer"] for item in items],
-            answer_types=[item["answer_type"] for item in items],
+            visual_index=torch.arange(len(items)).repeat_interleave(counts),
+            labels=torch.tensor(gather("labels"), dtype=torch.long),
+            question_ids=gather("question_ids"),
+            questions=questions,
+            answers=gather("answers"),
+            answer_types=gather("answer_types"),
         )

@@ -37,6 +37,9 @@ def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
 class VideoQADataModule(pl.LightningDataModule):
     """Builds train/val/test/predict loaders for open-ended video QA.
 
+    ``batch_size`` counts videos; each brings up to ``max_texts_per_video`` of its questions
+    (the original's ``max_n_example_per_group``, 1 for its video tasks).
+
     Training questions whose answer is outside ``ans2label`` are skipped and counted (the
     original raised ``KeyError``); in evaluation they stay and count as wrong.
     """
@@ -55,6 +58,7 @@ class VideoQADataModule(pl.LightningDataModule):
         eval_sampling: Mapping[str, Any],
         batch_size: int,
         eval_batch_size: int,
+        max_texts_per_video: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
         decoder: str = "decord",
@@ -75,6 +79,7 @@ class VideoQADataModule(pl.LightningDataModule):
         self.eval_sampling = FrameSampling(**eval_sampling)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        self.max_texts_per_video = max_texts_per_video
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.decoder_name = decoder
@@ -126,8 +131,15 @@ class VideoQADataModule(pl.LightningDataModule):
             sampling=self.train_sampling if is_train else self.eval_sampling,
             image_size=self.image_size,
         )
-        log.info("%s split: %d questions from %s", split, len(examples), self.split_path(split))
-        return VideoQADataset(examples, reader, self.ans2label)
+        dataset = VideoQADataset(examples, reader, self.ans2label, self.max_texts_per_video)
+        log.info(
+            "%s split: %d questions about %d videos from %s",
+            split,
+            len(examples),
+            len({e.video_id for e in examples}),
+            self.split_path(split),
+        )
+        return dataset
 
     def setup(self, stage: str) -> None:
         splits = STAGE_SPLITS.get(stage, (self.predict_split,))

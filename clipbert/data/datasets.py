@@ -69,31 +69,52 @@ class VideoClipReader:
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 
+def group_by_video(
+    examples: Sequence[VideoQAExample], max_per_video: int
+) -> list[list[VideoQAExample]]:
+    """Chunks of at most ``max_per_video`` questions sharing one video, in first-seen order.
+
+    This is the original's ``max_n_example_per_group``: the questions of one chunk share one
+    decoded clip set and one CNN pass.
+    """
+    if max_per_video < 1:
+        raise ValueError(f"max_texts_per_video must be >= 1 (got {max_per_video})")
+    by_video: dict[str, list[VideoQAExample]] = {}
+    for example in examples:
+        by_video.setdefault(example.video_id, []).append(example)
+    return [
+        questions[start : start + max_per_video]
+        for questions in by_video.values()
+        for start in range(0, len(questions), max_per_video)
+    ]
+
+
 class VideoQADataset(Dataset):
-    """One item per question: the question's video clips, text and answer label."""
+    """One item per video chunk: the video's clips and up to ``max_texts_per_video`` questions."""
 
     def __init__(
         self,
         examples: Sequence[VideoQAExample],
         read_clips: VideoClipReader,
         ans2label: dict[str, int],
+        max_texts_per_video: int = 1,
     ) -> None:
-        self.examples = list(examples)
+        self.groups = group_by_video(examples, max_texts_per_video)
+        self.num_questions = len(examples)
         self.read_clips = read_clips
         self.ans2label = ans2label
 
     def __len__(self) -> int:
-        return len(self.examples)
+        return len(self.groups)
 
     def __getitem__(self, index: int) -> dict:
-        example = self.examples[index]
-        label = self.ans2label.get(example.answer, IGNORE_LABEL)
+        group = self.groups[index]
         return {
-            "frames": self.read_clips(example.video_id),
-            "question": example.question,
-            "label": label,
-            "question_id": example.question_id,
-            "video_id": example.video_id,
-            "answer": example.answer,
-            "answer_type": example.answer_type,
+            "frames": self.read_clips(group[0].video_id),
+            "video_id": group[0].video_id,
+            "questions": [e.question for e in group],
+            "labels": [self.ans2label.get(e.answer, IGNORE_LABEL) for e in group],
+            "question_ids": [e.question_id for e in group],
+            "answers": [e.answer for e in group],
+            "answer_types": [e.answer_type for e in group],
         }

@@ -177,10 +177,23 @@ def build_backbone(
     pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
 ) -> ClipBertBackbone:
-    """Hydra entry: ``cnn`` holds ResNet kwargs, ``bert`` the ``build_bert`` kwargs."""
+    """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
+    ``pretrained_dir`` and ``attn_implementation``.
+
+    Keeping the BERT values flat lets users write ``model.bert.num_hidden_layers=1``. With a
+    ``pretrained_dir`` the folder's own config is used and the listed values are ignored.
+    """
+    bert_values = dict(bert)
+    pretrained_dir = bert_values.pop("pretrained_dir", None)
+    attn_implementation = bert_values.pop("attn_implementation", "sdpa")
     return ClipBertBackbone(
         ResNet(**cnn),
-        build_bert(**bert, vocab_size=vocab_size),
+        build_bert(
+            config=None if pretrained_dir else bert_values,
+            pretrained_dir=pretrained_dir,
+            vocab_size=None if pretrained_dir else vocab_size,
+            attn_implementation=attn_implementation,
+        ),
         random_token_sampling=random_token_sampling,
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,

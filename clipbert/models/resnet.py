@@ -7,20 +7,29 @@ What differs from ``torchvision.models.resnet50`` and why it matters:
 * the block stride sits in the first 1x1 conv (``stride_in_1x1=True``, MSRA/Caffe2 style), not in
   the 3x3 conv; loading the weights into a torchvision ResNet silently gives other features;
 * ``freeze_at`` turns off gradients of the stem and the first stages, as detectron2 does.
+
+``norm="batch_norm"`` swaps in trainable BatchNorm for networks trained from scratch (the demo):
+without any normalisation a randomly initialised ResNet barely learns. It is off by default.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from torch import Tensor, nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
 _BN_EPS = 1e-5
+NORMS: dict[str, Callable[[int], nn.Module]] = {
+    "frozen_bn": lambda channels: FrozenBatchNorm2d(channels, eps=_BN_EPS),
+    "batch_norm": lambda channels: nn.BatchNorm2d(channels, eps=_BN_EPS),
+}
 
 
-def _frozen_bn(num_features: int) -> FrozenBatchNorm2d:
-    return FrozenBatchNorm2d(num_features, eps=_BN_EPS)
+def norm_layer(name: str) -> Callable[[int], nn.Module]:
+    if name not in NORMS:
+        raise ValueError(f"model.cnn.norm must be one of {sorted(NORMS)}, got '{name}'")
+    return NORMS[name]
 
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
@@ -37,20 +46,22 @@ class Bottleneck(nn.Module):
         out_channels: int,
         stride: int = 1,
         stride_in_1x1: bool = True,
+        norm: str = "frozen_bn",
     ) -> None:
         super().__init__()
+        make_norm = norm_layer(norm)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = _conv(in_channels, width, 1, stride_1x1)
-        self.bn1 = _frozen_bn(width)
+        self.bn1 = make_norm(width)
         self.conv2 = _conv(width, width, 3, stride_3x3)
-        self.bn2 = _frozen_bn(width)
+        self.bn2 = make_norm(width)
         self.conv3 = _conv(width, out_channels, 1)
-        self.bn3 = _frozen_bn(out_channels)
+        self.bn3 = make_norm(out_channels)
         self.relu = nn.ReLU(inplace=True)
         self.downsample: nn.Sequential | None = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(
-                _conv(in_channels, out_channels, 1, stride), _frozen_bn(out_channels)
+                _conv(in_channels, out_channels, 1, stride), make_norm(out_channels)
             )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -68,11 +79,12 @@ def _stage(
     num_blocks: int,
     stride: int,
     stride_in_1x1: bool,
+    norm: str,
 ) -> nn.Sequential:
     """One stage; only block 0 changes resolution or channel count."""
-    first = Bottleneck(in_channels, width, out_channels, stride, stride_in_1x1)
+    first = Bottleneck(in_channels, width, out_channels, stride, stride_in_1x1, norm)
     rest = [
-        Bottleneck(out_channels, width, out_channels, 1, stride_in_1x1)
+        Bottleneck(out_channels, width, out_channels, 1, stride_in_1x1, norm)
         for _ in range(num_blocks - 1)
     ]
     return nn.Sequential(first, *rest)
@@ -94,19 +106,22 @@ class ResNet(nn.Module):
         expansion: int = 4,
         stride_in_1x1: bool = True,
         freeze_at: int = 2,
+        norm: str = "frozen_bn",
     ) -> None:
         super().__init__()
         if len(layers) != 4:
             raise ValueError(f"expected 4 stages, got layers={list(layers)}")
         self.conv1 = nn.Conv2d(3, stem_width, 7, stride=2, padding=3, bias=False)
-        self.bn1 = _frozen_bn(stem_width)
+        self.bn1 = norm_layer(norm)(stem_width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         widths = [width * 2**i for i in range(4)]
         outs = [w * expansion for w in widths]
         ins = [stem_width, *outs[:3]]
         stages = [
-            _stage(ins[i], widths[i], outs[i], layers[i], 1 if i == 0 else 2, stride_in_1x1)
+            _stage(
+                ins[i], widths[i], outs[i], layers[i], 1 if i == 0 else 2, stride_in_1x1, norm
+            )
             for i in range(4)
         ]
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
@@ -126,8 +141,8 @@ class ResNet(nn.Module):
                 nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
 
     def _freeze(self, freeze_at: int) -> None:
-        # FrozenBN holds buffers only, so the stem's trainable part is conv1.
-        stages = [self.conv1, self.layer1, self.layer2, self.layer3, self.layer4]
+        stem = nn.ModuleList([self.conv1, self.bn1])
+        stages = [stem, self.layer1, self.layer2, self.layer3, self.layer4]
         for stage in stages[:freeze_at]:
             stage.requires_grad_(False)
 

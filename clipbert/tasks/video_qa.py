@@ -34,8 +34,11 @@ class VideoQATask(ClipBertTask):
         **task_kwargs,
     ) -> None:
         super().__init__(backbone, **task_kwargs)
-        self.save_hyperparameters(ignore=["backbone", "optimizer"])
         self.answer_vocabulary = list(answer_vocabulary)
+        # Plain lists only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {"answer_vocabulary": self.answer_vocabulary, "answer_types": list(answer_types)}
+        )
         num_labels = max(len(self.answer_vocabulary), min_num_labels)
         self.head = MLPClassifier(backbone.hidden_size, num_labels, dropout=classifier_dropout)
         self.val_acc = QAAccuracy(answer_types)
@@ -43,7 +46,9 @@ class VideoQATask(ClipBertTask):
 
     def forward(self, batch: VideoQABatch) -> torch.Tensor:
         """Aggregated answer logits (B, num_labels)."""
-        pooled = self.backbone(batch.frames, batch.input_ids, batch.attention_mask)
+        pooled = self.backbone(
+            batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
+        )
         return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

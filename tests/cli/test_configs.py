@@ -22,7 +22,7 @@ def test_default_is_the_demo_on_cpu(monkeypatch) -> None:
     cfg = compose_config("train", [])
     assert cfg.task.name == "demo_video_qa"
     assert cfg.trainer.accelerator == "cpu"
-    assert cfg.model.bert.config.num_hidden_layers == 2  # the demo selects the tiny model
+    assert cfg.model.bert.num_hidden_layers == 2  # the demo selects the tiny model
     assert cfg.paths.data_root == "./data"
 
 

@@ -23,9 +23,11 @@ def test_train_batch_is_uint8_clips_and_padded_text(train_config) -> None:
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     size = cfg.task.datamodule.image_size
+    questions_per_video = cfg.task.datamodule.max_texts_per_video
     assert batch.frames.dtype == torch.uint8
     assert batch.frames.shape == (8, 2, 2, 3, size, size)
-    assert batch.input_ids.shape == (8, cfg.task.datamodule.max_txt_len)
+    assert batch.input_ids.shape == (8 * questions_per_video, cfg.task.datamodule.max_txt_len)
+    assert batch.visual_index.tolist() == [v for v in range(8) for _ in range(questions_per_video)]
     assert (batch.input_ids[:, 0] == dm.tokenizer.cls_token_id).all()
     assert batch.attention_mask.sum(1).min() >= 3
     assert set(batch.answer_types) <= {"color", "shape", "count", "motion"}
@@ -59,6 +61,16 @@ def test_out_of_vocabulary_training_answers_are_skipped(train_config, tmp_path: 
     (tmp_path / "val.jsonl").write_text(json.dumps(record) + "\n")
     dm.txt_db = tmp_path
     train = dm.build_dataset("train")
-    assert dm.skipped_out_of_vocabulary == 1 and len(train) == len(lines) - 1
+    assert dm.skipped_out_of_vocabulary == 1 and train.num_questions == len(lines) - 1
     val = dm.build_dataset("val")
-    assert len(val) == 1 and val[0]["label"] == IGNORE_LABEL
+    assert len(val) == 1 and val[0]["labels"] == [IGNORE_LABEL]
+
+
+def test_questions_of_a_video_share_one_item(train_config) -> None:
+    _, dm = build(train_config, "task.datamodule.max_texts_per_video=3")
+    dataset = dm.build_dataset("val")
+    sizes = sorted({len(group) for group in dataset.groups})
+    assert sizes == [1, 3]  # 4 questions per demo video -> chunks of 3 and 1
+    item = dataset[0]
+    assert len({dataset.groups[0][i].video_id for i in range(3)}) == 1
+    assert item["frames"].shape[:2] == (1, 2) and len(item["questions"]) == 3

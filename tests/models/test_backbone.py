@@ -24,7 +24,7 @@ TINY_BERT = {
 
 def tiny_backbone(**kwargs) -> ClipBertBackbone:
     torch.manual_seed(0)
-    return build_backbone(TINY_CNN, {"config": TINY_BERT}, **kwargs).eval()
+    return build_backbone(TINY_CNN, TINY_BERT, **kwargs).eval()
 
 
 def frames(videos: int, clips: int, num_frames: int = 2, size: int = 192) -> torch.Tensor:
@@ -193,7 +193,7 @@ def test_build_bert_from_config_and_folder(tmp_path: Path) -> None:
 
 def test_build_backbone_takes_hydra_configs() -> None:
     cnn = OmegaConf.create(TINY_CNN)
-    bert = OmegaConf.create({"config": TINY_BERT, "pretrained_dir": None})
+    bert = OmegaConf.create({**TINY_BERT, "pretrained_dir": None})
     model = build_backbone(cnn, bert, vocab_size=50)
     assert isinstance(model.cnn, ResNet)
     assert model.bert.config.vocab_size == 50
