@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clipbert.data.annotations import VideoQAExample
-from clipbert.data.decoding import VideoDecoder, VideoInfo
+from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
 from clipbert.data.transforms import ResizePad
@@ -64,7 +64,10 @@ class VideoClipReader:
 
     def __call__(self, video_id: str) -> torch.Tensor:
         """Return uint8 frames shaped (n_clips, num_frames, 3, S, S)."""
-        frames = self.decoder.read(self.store.get(video_id), self._indices)
+        try:
+            frames = self.decoder.read(self.store.get(video_id), self._indices)
+        except DecodeError as err:
+            raise DecodeError(f"video '{video_id}' in {self.store.path}: {err}") from err
         frames = self.resize_pad(frames)
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
