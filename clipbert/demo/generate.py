@@ -48,7 +48,7 @@ TRAVEL_RANGE = (0.45, 0.55)  # distance travelled over the video, as a fraction 
 NOISE_STD = 3.0  # static background noise, grey levels
 
 SPLITS = ("train", "val", "test")
-DEFAULT_SIZES: Mapping[str, int] = {"train": 480, "val": 80, "test": 120}
+DEFAULT_SIZES: Mapping[str, int] = {"train": 1440, "val": 80, "test": 120}
 
 COLORS: Mapping[str, tuple[int, int, int]] = {
     "red": (220, 40, 40),
