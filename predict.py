@@ -1,4 +1,4 @@
-"""Hydra entry point; see configs/predict.yaml. Same as the `clipbert-predict` console script."""
+"""Hydra entry point (configs/predict.yaml), same as the `clipbert-predict` command."""
 
 from clipbert.cli.predict import main
 

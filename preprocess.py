@@ -1,4 +1,4 @@
-"""Hydra entry point; see configs/preprocess.yaml. Same as the `clipbert-preprocess` console script."""
+"""Hydra entry point (configs/preprocess.yaml), same as the `clipbert-preprocess` command."""
 
 from clipbert.cli.preprocess import main
 

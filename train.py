@@ -1,4 +1,4 @@
-"""Hydra entry point; see configs/train.yaml. Same as the `clipbert-train` console script."""
+"""Hydra entry point (configs/train.yaml), same as the `clipbert-train` command."""
 
 from clipbert.cli.train import main
 

@@ -119,9 +119,7 @@ class ResNet(nn.Module):
         outs = [w * expansion for w in widths]
         ins = [stem_width, *outs[:3]]
         stages = [
-            _stage(
-                ins[i], widths[i], outs[i], layers[i], 1 if i == 0 else 2, stride_in_1x1, norm
-            )
+            _stage(ins[i], widths[i], outs[i], layers[i], 1 if i == 0 else 2, stride_in_1x1, norm)
             for i in range(4)
         ]
         self.layer1, self.layer2, self.layer3, self.layer4 = stages

@@ -28,7 +28,7 @@ def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
     # The checkpoint is self-contained and loads without unpickling code.
     record = torch.load(best, map_location="cpu", weights_only=True)["clipbert"]
     assert record["config"]["task"]["name"] == "demo_video_qa"
-    assert "vocab.txt" in record["tokenizer_files"]
+    assert {"tokenizer.json", "vocab.txt"} & set(record["tokenizer_files"])
 
     out = tmp_path / "predict"
     pcfg = compose_config("predict", [f"ckpt_path={best}", "split=test", "n_clips=2"])

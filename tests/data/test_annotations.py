@@ -24,8 +24,14 @@ def test_msrvtt_and_tgif_shapes(tmp_path: Path) -> None:
     path = write_lines(
         tmp_path / "qa.jsonl",
         [
-            json.dumps({"video_id": "video7", "question": "what is it?", "answer": "dog",
-                        "answer_type": "what"}),
+            json.dumps(
+                {
+                    "video_id": "video7",
+                    "question": "what is it?",
+                    "answer": "dog",
+                    "answer_type": "what",
+                }
+            ),
             "",
             json.dumps({"gif_name": "tumblr_x", "question": "what color?", "answer": "red"}),
         ],
