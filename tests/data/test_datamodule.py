@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from hydra.utils import instantiate
 
-from clipbert.data.datasets import IGNORE_LABEL
+from clipbert.data.datasets import IGNORE_LABEL, group_by_video
 
 
 def build(train_config, *overrides: str):
@@ -74,3 +75,8 @@ def test_questions_of_a_video_share_one_item(train_config) -> None:
     item = dataset[0]
     assert len({dataset.groups[0][i].video_id for i in range(3)}) == 1
     assert item["frames"].shape[:2] == (1, 2) and len(item["questions"]) == 3
+
+
+def test_group_size_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_texts_per_video"):
+        group_by_video([], 0)

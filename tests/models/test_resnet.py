@@ -107,3 +107,19 @@ def test_key_names_are_torchvision_style() -> None:
     assert {"conv1.weight", "bn1.running_var", "layer1.0.downsample.0.weight"} <= keys
     assert {"layer4.0.conv1.weight", "layer4.0.bn3.bias", "layer4.0.downsample.1.weight"} <= keys
     assert not any("num_batches_tracked" in k for k in keys)
+
+
+def test_batch_norm_option_for_training_from_scratch() -> None:
+    tiny = ResNet(layers=(1, 1, 1, 1), stem_width=8, width=8, freeze_at=0, norm="batch_norm")
+    norms = [m for m in tiny.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and not any(isinstance(m, FrozenBatchNorm2d) for m in tiny.modules())
+    assert all(m.weight.requires_grad for m in norms)
+    x = torch.randn(4, 3, 64, 64)
+    tiny.train()
+    tiny(x)
+    assert norms[0].num_batches_tracked.item() == 1  # batch statistics are used and tracked
+
+
+def test_unknown_norm_names_the_config_key() -> None:
+    with pytest.raises(ValueError, match="model.cnn.norm"):
+        ResNet(norm="group_norm")
