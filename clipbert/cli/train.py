@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
     """Instantiate the datamodule, then the model sized by its tokenizer and answers."""
     datamodule = instantiate(cfg.task.datamodule)
+    # The model's size depends on the prepared data; Lightning's own later call is a no-op.
     datamodule.prepare_data()
     backbone = instantiate(cfg.model, vocab_size=len(datamodule.tokenizer))
     module = instantiate(

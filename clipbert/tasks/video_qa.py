@@ -67,7 +67,7 @@ class VideoQATask(ClipBertTask):
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.labels), batch_size=len(batch))
-        predicted = self._answer_scores(logits).argmax(dim=-1)
+        predicted = logits[:, : len(self.answer_vocabulary)].argmax(dim=-1)
         metric.update(predicted, batch.labels, batch.answer_types)
 
     def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
