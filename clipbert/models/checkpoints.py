@@ -1,14 +1,19 @@
-"""Original ClipBERT state-dict keys -> ours (reference/clipbert-original.md section 2.5).
+"""Checkpoint reading and loading: original ClipBERT keys -> ours, with a report of every key.
 
 Converted keys are relative to a module that holds the body as ``backbone``
-(``ClipBertBackbone``) and the task head as ``head`` (``MLPClassifier``).
+(``ClipBertBackbone``) and the task head as ``head`` (``MLPClassifier``); see
+reference/clipbert-original.md section 2.5 for the mapping.
 """
 
 from __future__ import annotations
 
+import pickle
 import re
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 _RESNET = "cnn.feature.backbone."
 _STAGES = {f"res{k}": f"layer{k - 1}" for k in (2, 3, 4, 5)}
@@ -68,3 +73,92 @@ def convert_original_state_dict(sd: dict[str, Tensor]) -> tuple[dict[str, Tensor
             continue
         converted[new_key] = value.float() if value.is_floating_point() else value
     return converted, dropped
+
+
+@dataclass
+class LoadReport:
+    """What a weight load did, key by key, so users can see nothing was silently lost."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the model, not in the file
+    unexpected: list[str] = field(default_factory=list)  # in the file, not in the model
+    mismatched: list[tuple[str, tuple, tuple]] = field(default_factory=list)  # key, file, model
+    dropped: list[str] = field(default_factory=list)  # known-unused original keys
+
+    def summary(self) -> str:
+        return (
+            f"loaded {len(self.loaded)}, missing {len(self.missing)}, "
+            f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}, "
+            f"dropped {len(self.dropped)} unused original keys"
+        )
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A flat state dict from a ``.pt``/``.pth``/``.bin`` or ``.safetensors`` file.
+
+    Never unpickles code (``weights_only=True``); unwraps ``{"model": ...}`` (detectron2) and
+    ``{"state_dict": ...}`` (Lightning) containers.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise ValueError(
+            f"{path} holds pickled objects other than tensors and plain containers; it is "
+            "refused because loading it could run code. Re-save its state dict with "
+            "torch.save(model.state_dict(), path)."
+        ) from err
+    for wrapper in ("model", "state_dict"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
+        raise ValueError(f"{path} is not a state dict (a mapping of names to tensors)")
+    return obj
+
+
+def rename_layer_norm(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Old BERT files name LayerNorm parameters gamma/beta; modern modules say weight/bias."""
+    renamed = {}
+    for key, value in sd.items():
+        if key.endswith(".gamma"):
+            key = key.removesuffix(".gamma") + ".weight"
+        elif key.endswith(".beta"):
+            key = key.removesuffix(".beta") + ".bias"
+        renamed[key] = value
+    return renamed
+
+
+def load_weights(module: nn.Module, sd: dict[str, Tensor], *, strict: bool = False) -> LoadReport:
+    """Load ``sd`` into ``module`` and report every key.
+
+    Non-strict (finetuning, as the original's loader): tensors whose shape differs from the
+    model's are skipped and reported. Strict (inference): any missing, unexpected or
+    mismatched key is an error that lists them.
+    """
+    own = module.state_dict()
+    report = LoadReport()
+    selected = {}
+    for key, value in sd.items():
+        if key not in own:
+            report.unexpected.append(key)
+        elif value.shape != own[key].shape:
+            report.mismatched.append((key, tuple(value.shape), tuple(own[key].shape)))
+        else:
+            selected[key] = value.to(own[key].dtype)
+            report.loaded.append(key)
+    report.missing = [key for key in own if key not in sd]
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise ValueError(
+            "strict load failed: "
+            + report.summary()
+            + f"; missing {report.missing[:5]}, unexpected {report.unexpected[:5]}, "
+            f"mismatched {report.mismatched[:5]}"
+        )
+    module.load_state_dict(selected, strict=False)
+    return report

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clipbert.models.backbone import ClipBertBackbone, build_bert
-from clipbert.models.checkpoints import convert_original_state_dict
+from clipbert.models.checkpoints import convert_original_state_dict, load_weights
 from clipbert.models.heads import MLPClassifier
 from clipbert.models.resnet import resnet50
 
@@ -113,7 +113,8 @@ def _original_state_dict(task: str) -> dict[str, Tensor]:
 def _model(meta: dict, task: str, num_labels: int) -> TaskModel:
     model = TaskModel({k: meta["bert_config"][k] for k in BERT_KEYS}, num_labels)
     converted, _ = convert_original_state_dict(_original_state_dict(task))
-    model.load_state_dict(converted, strict=True)
+    report = load_weights(model, converted, strict=True)
+    assert len(report.loaded) == len(converted)
     return model.eval()
 
 
