@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.run_record import LoadedRun, load_run
+from clipbert.cli.train import build_backbone
 from clipbert.metrics import QAAccuracy
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
         "attn_implementation": model_cfg.bert.attn_implementation,
         **run.bert_config,
     }
-    backbone = instantiate(model_cfg)
+    backbone = build_backbone(model_cfg)
     module = instantiate(
         train_cfg.task.module,
         backbone=backbone,

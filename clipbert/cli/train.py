@@ -14,8 +14,14 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.run_record import RunRecord
+from clipbert.models.checkpoints import initialize_from
 
 log = logging.getLogger(__name__)
+
+
+def build_backbone(model_cfg: DictConfig, **kwargs):
+    """Instantiate ``cfg.model``; ``init_from`` is applied to the whole task module later."""
+    return instantiate({k: v for k, v in model_cfg.items() if k != "init_from"}, **kwargs)
 
 
 def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
@@ -23,10 +29,15 @@ def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMod
     datamodule = instantiate(cfg.task.datamodule)
     # The model's size depends on the prepared data; Lightning's own later call is a no-op.
     datamodule.prepare_data()
-    backbone = instantiate(cfg.model, vocab_size=len(datamodule.tokenizer))
+    backbone = build_backbone(cfg.model, vocab_size=len(datamodule.tokenizer))
     module = instantiate(
         cfg.task.module, backbone=backbone, answer_vocabulary=datamodule.answer_vocabulary
     )
+    if cfg.model.get("init_from"):
+        report = initialize_from(module, cfg.model.init_from)
+        log.info("initialised from %s: %s", cfg.model.init_from, report.summary())
+        for key, file_shape, model_shape in report.mismatched:
+            log.info("  kept fresh (shape %s in file, %s here): %s", file_shape, model_shape, key)
     return datamodule, module
 
 

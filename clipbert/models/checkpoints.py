@@ -162,3 +162,23 @@ def load_weights(module: nn.Module, sd: dict[str, Tensor], *, strict: bool = Fal
         )
     module.load_state_dict(selected, strict=False)
     return report
+
+
+def is_original_layout(sd: dict[str, Tensor]) -> bool:
+    """True for a state dict saved by the original ClipBERT code (``cnn.*``/``transformer.*``)."""
+    return any(k.removeprefix("module.").startswith(("cnn.", "transformer.")) for k in sd)
+
+
+def initialize_from(module: nn.Module, path: str | Path) -> LoadReport:
+    """Finetuning init: load what fits from an original ``.pt`` or one of our checkpoints.
+
+    Shape-filtered and non-strict, as the original's loader: a head of another width stays
+    freshly initialised, and the report says so.
+    """
+    sd = read_state_dict(path)
+    dropped: list[str] = []
+    if is_original_layout(sd):
+        sd, dropped = convert_original_state_dict(sd)
+    report = load_weights(module, sd)
+    report.dropped = dropped
+    return report

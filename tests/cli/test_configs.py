@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
-from hydra.utils import instantiate
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.cli.train import build_backbone
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,7 +35,7 @@ def test_data_root_follows_env(monkeypatch) -> None:
 def test_overrides_reach_the_objects() -> None:
     cfg = compose_config("train", ["trainer.max_epochs=1", "model.bert.num_hidden_layers=1"])
     assert cfg.trainer.max_epochs == 1
-    backbone = instantiate(cfg.model, vocab_size=50)
+    backbone = build_backbone(cfg.model, vocab_size=50)
     assert backbone.bert.config.num_hidden_layers == 1
 
 
