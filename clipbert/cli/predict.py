@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.run_record import LoadedRun, load_run
 from clipbert.cli.train import build_backbone
+from clipbert.files import write_text_atomic
 from clipbert.metrics import QAAccuracy
 
 log = logging.getLogger(__name__)
@@ -78,12 +79,6 @@ def score_predictions(records: list[dict], module: pl.LightningModule) -> dict[s
     return {k: round(float(v), 6) for k, v in metric.compute().items()}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def summary_table(metrics: dict[str, float], header: str) -> str:
     width = max(len(k) for k in metrics)
     rows = [header, f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
@@ -110,11 +105,11 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     records = [record for batch in batches for record in batch]
 
     predictions_file = output_dir / "predictions.jsonl"
-    _write_atomic(predictions_file, "".join(json.dumps(r) + "\n" for r in records))
+    write_text_atomic(predictions_file, "".join(json.dumps(r) + "\n" for r in records))
     has_gold = all(r["gold"] is not None for r in records)
     metrics = score_predictions(records, module) if has_gold else {}
     metrics_file = output_dir / "metrics.json"
-    _write_atomic(metrics_file, json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(metrics_file, json.dumps(metrics, indent=2) + "\n")
 
     sampling = datamodule.eval_sampling
     header = (

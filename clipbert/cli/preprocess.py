@@ -12,13 +12,9 @@ from clipbert.data.lmdb_builder import BuildReport, build_vis_db
 
 log = logging.getLogger(__name__)
 
-FILE_TYPES = ("video", "image")
-
 
 def preprocess(cfg: DictConfig) -> BuildReport:
     """Write ``cfg.src`` into the LMDB at ``cfg.dst`` and report what was stored or failed."""
-    if cfg.file_type not in FILE_TYPES:
-        raise ValueError(f"file_type must be one of {FILE_TYPES}, got '{cfg.file_type}'")
     report = build_vis_db(
         cfg.src,
         cfg.dst,

@@ -16,6 +16,8 @@ import pytorch_lightning as pl
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from clipbert.models.checkpoints import load_plain
+
 RECORD_KEY = "clipbert"
 FORMAT_VERSION = 1
 
@@ -64,11 +66,8 @@ class LoadedRun:
 
 def load_run(path: str | Path) -> LoadedRun:
     """Read a checkpoint written by ``train.py``; never unpickles code."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    record = checkpoint.get(RECORD_KEY)
+    checkpoint = load_plain(path)
+    record = checkpoint.get(RECORD_KEY) if isinstance(checkpoint, dict) else None
     if record is None:
         raise ValueError(
             f"{path} has no '{RECORD_KEY}' run record: it was not written by clipbert's train.py"

@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.run_record import RunRecord
+from clipbert.files import write_text_atomic
 from clipbert.models.checkpoints import initialize_from
 
 log = logging.getLogger(__name__)
@@ -43,12 +44,6 @@ def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMod
 
 def _instantiate_all(group: DictConfig | None) -> list:
     return [instantiate(node) for node in (group or {}).values() if node is not None]
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
 
 
 def link_best_checkpoint(best_model_path: str) -> Path:
@@ -83,7 +78,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in results[0].items()})
         metrics_file = output_dir / "metrics.json"
-        _write_json(metrics_file, {"best_checkpoint": best, **metrics})
+        payload = {"best_checkpoint": best, **metrics}
+        write_text_atomic(metrics_file, json.dumps(payload, indent=2, sort_keys=True) + "\n")
         if best:
             log.info("best checkpoint: %s", link_best_checkpoint(best))
         log.info("metrics: %s", metrics_file)

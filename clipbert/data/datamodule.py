@@ -149,7 +149,7 @@ class VideoQADataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
-            self.datasets[split] = self.build_dataset(split)
+            raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
         return DataLoader(
             self.datasets[split],
             batch_size=self.batch_size if shuffle else self.eval_batch_size,

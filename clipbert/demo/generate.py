@@ -30,6 +30,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from clipbert.data.lmdb_builder import build_vis_db
+from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 
@@ -450,7 +451,8 @@ def ensure_demo_dataset(
             _install(DemoPaths.under(staging_dir), paths)
         finally:
             shutil.rmtree(staging_dir, ignore_errors=True)
-        _write_marker(paths.marker, expected)
+        # Written last: a reader never takes an interrupted generation for a complete one.
+        write_text_atomic(paths.marker, json.dumps(expected, indent=2) + "\n")
         log.info(
             "demo dataset ready: %d videos, %d questions in %.1f s",
             n_videos,
@@ -458,10 +460,3 @@ def ensure_demo_dataset(
             time.perf_counter() - began,
         )
     return paths
-
-
-def _write_marker(marker: Path, content: dict) -> None:
-    """Write the completion marker atomically (a reader never sees half of it)."""
-    partial = marker.with_name(marker.name + ".partial")
-    partial.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(partial, marker)

@@ -93,27 +93,35 @@ class LoadReport:
         )
 
 
-def read_state_dict(path: str | Path) -> dict[str, Tensor]:
-    """A flat state dict from a ``.pt``/``.pth``/``.bin`` or ``.safetensors`` file.
-
-    Never unpickles code (``weights_only=True``); unwraps ``{"model": ...}`` (detectron2) and
-    ``{"state_dict": ...}`` (Lightning) containers.
-    """
+def load_plain(path: str | Path) -> object:
+    """``torch.load`` that never unpickles code: tensors and plain containers only."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         raise ValueError(
             f"{path} holds pickled objects other than tensors and plain containers; it is "
             "refused because loading it could run code. Re-save its state dict with "
             "torch.save(model.state_dict(), path)."
         ) from err
+
+
+def read_state_dict(path: str | Path) -> dict[str, Tensor]:
+    """A flat state dict from a ``.pt``/``.pth``/``.bin`` or ``.safetensors`` file.
+
+    Never unpickles code; unwraps ``{"model": ...}`` (detectron2) and ``{"state_dict": ...}``
+    (Lightning) containers.
+    """
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    obj = load_plain(path)
     for wrapper in ("model", "state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
