@@ -18,6 +18,7 @@ from clipbert.cli.run_record import LoadedRun, load_run
 from clipbert.cli.train import build_backbone
 from clipbert.files import write_text_atomic
 from clipbert.metrics import QAAccuracy
+from clipbert.tasks.base import SCORE_AGGREGATIONS
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ def summary_table(metrics: dict[str, float], header: str) -> str:
 
 def predict(cfg: DictConfig) -> dict[str, float]:
     """Predict ``cfg.split`` with ``cfg.ckpt_path``; write predictions.jsonl and metrics.json."""
+    if cfg.score_agg is not None and cfg.score_agg not in SCORE_AGGREGATIONS:
+        raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
+    if cfg.n_clips is not None and cfg.n_clips < 1:
+        raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
     output_dir = Path(cfg.paths.output_dir)
     run = load_run(cfg.ckpt_path)
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")

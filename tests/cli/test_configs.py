@@ -77,3 +77,16 @@ def test_predict_requires_a_checkpoint() -> None:
     cfg = compose_config("predict", [])
     with pytest.raises(Exception, match="ckpt_path"):
         _ = cfg.ckpt_path
+
+
+@pytest.mark.parametrize(
+    ("override", "message"), [("score_agg=median", "score_agg"), ("n_clips=0", "n_clips")]
+)
+def test_predict_rejects_bad_values_before_loading(
+    override: str, message: str, tmp_path: Path
+) -> None:
+    from clipbert.cli.predict import predict
+
+    cfg = compose_config("predict", [f"ckpt_path={tmp_path / 'missing.ckpt'}", override])
+    with pytest.raises(ValueError, match=message):
+        predict(cfg)
