@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import torch
 from transformers import PreTrainedTokenizerBase
+
+from clipbert.data.transforms import pad_to_largest, resize_pad_batch
 
 
 @dataclass
 class VideoQABatch:
     """A batch of V videos and the E questions asked about them.
 
-    ``frames`` stays uint8 (V, n_clips, num_frames, 3, S, S) until the model normalises it on
-    the device, which keeps host memory and host-to-device copies four times smaller.
-    ``visual_index`` (E,) gives each question's video, so a video is encoded once.
+    ``frames`` leaves the loader as uint8 (V, n_clips, num_frames, 3, H, W) at the videos' own
+    sizes (``frame_sizes``, (V, 2)), zero-padded to the largest; ``resized`` turns it into the
+    model's float (V, n_clips, num_frames, 3, S, S) on the device. ``visual_index`` (E,) gives
+    each question's video, so a video is encoded once.
     """
 
     frames: torch.Tensor
+    frame_sizes: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     visual_index: torch.Tensor
@@ -30,6 +34,10 @@ class VideoQABatch:
     def __len__(self) -> int:
         """The number of questions (what metrics and losses average over)."""
         return self.labels.shape[0]
+
+    def resized(self, image_size: int) -> VideoQABatch:
+        """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
+        return replace(self, frames=resize_pad_batch(self.frames, self.frame_sizes, image_size))
 
     def pin_memory(self) -> VideoQABatch:
         """Called by the DataLoader when ``pin_memory=True``."""
@@ -73,8 +81,10 @@ class VideoQACollator:
         questions = gather("questions")
         input_ids, attention_mask = self.tokenize(questions)
         counts = torch.tensor([len(item["questions"]) for item in items])
+        frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
         return VideoQABatch(
-            frames=torch.stack([item["frames"] for item in items]),
+            frames=frames,
+            frame_sizes=frame_sizes,
             input_ids=input_ids,
             attention_mask=attention_mask,
             visual_index=torch.arange(len(items)).repeat_interleave(counts),

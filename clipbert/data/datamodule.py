@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import answer_vocabulary, load_ans2label, load_video_qa
-from clipbert.data.collate import TextTokenizer, VideoQACollator
+from clipbert.data.collate import TextTokenizer, VideoQABatch, VideoQACollator
 from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoQADataset
 from clipbert.data.decoding import build_decoder
 from clipbert.data.stores import open_store
@@ -68,6 +68,8 @@ class VideoQADataModule(pl.LightningDataModule):
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError("batch_size and eval_batch_size must be >= 1")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
+            raise ValueError(f"image_size must be an int >= 32 (one res5 cell), got {image_size!r}")
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
         self.ans2label_path = Path(ans2label)
@@ -129,7 +131,6 @@ class VideoQADataModule(pl.LightningDataModule):
             store=open_store(self.vis_db),
             decoder=build_decoder(self.decoder_name),
             sampling=self.train_sampling if is_train else self.eval_sampling,
-            image_size=self.image_size,
         )
         dataset = VideoQADataset(examples, reader, self.ans2label, self.max_texts_per_video)
         log.info(
@@ -171,3 +172,7 @@ class VideoQADataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader(self.predict_split, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: VideoQABatch, dataloader_idx: int) -> VideoQABatch:
+        """Resize and pad the uint8 frames on the device, exactly as the original (float)."""
+        return batch.resized(self.image_size)

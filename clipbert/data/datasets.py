@@ -1,4 +1,4 @@
-"""Datasets: annotation examples + visual store -> decoded, sampled, resized uint8 clips."""
+"""Datasets: annotation examples + visual store -> decoded, sampled uint8 clips."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from clipbert.data.annotations import VideoQAExample
 from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
-from clipbert.data.transforms import ResizePad
 
 IGNORE_LABEL = -100
 """Label of an answer outside the vocabulary: ignored by the loss, counted wrong by metrics."""
@@ -30,7 +29,9 @@ class FrameSampling:
 
 
 class VideoClipReader:
-    """Reads one video from the store and returns its sampled clips, resized and padded.
+    """Reads one video from the store and returns its sampled clips at the video's own size.
+
+    Resizing happens later, on the device (``clipbert.data.transforms.resize_pad_batch``).
 
     Randomness comes from torch's generator so that DataLoader workers, which torch seeds
     differently per worker and per epoch, never repeat each other's clips.
@@ -41,12 +42,10 @@ class VideoClipReader:
         store: VisualStore,
         decoder: VideoDecoder,
         sampling: FrameSampling,
-        image_size: int,
     ) -> None:
         self.store = store
         self.decoder = decoder
         self.sampling = sampling
-        self.resize_pad = ResizePad(image_size)
 
     def _indices(self, info: VideoInfo) -> list[int]:
         s = self.sampling
@@ -63,12 +62,11 @@ class VideoClipReader:
         return [index for clip in clips for index in clip]
 
     def __call__(self, video_id: str) -> torch.Tensor:
-        """Return uint8 frames shaped (n_clips, num_frames, 3, S, S)."""
+        """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
         try:
             frames = self.decoder.read(self.store.get(video_id), self._indices)
         except DecodeError as err:
             raise DecodeError(f"video '{video_id}' in {self.store.path}: {err}") from err
-        frames = self.resize_pad(frames)
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 

@@ -1,10 +1,15 @@
 """Frame transform of the original ClipBERT: resize the longer side, then pad to a square.
 
-The same transform serves images and video frames. There is no augmentation. Frames stay
-uint8 so loaders move a quarter of the bytes; normalization happens on the device.
+The same transform serves images and video frames; there is no augmentation. The original
+resizes in float and keeps the float result; rounding it back to uint8 moves a pixel by up to
+0.5 and the logits by about 1e-2, far outside parity. So loaders ship decoded frames as uint8
+at their own size (padded to the largest in the batch, usually fewer bytes than the resized
+square) and ``resize_pad_batch`` runs the exact float transform on the model's device.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -19,54 +24,44 @@ def resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
     return max(1, int(image_size * height / width)), image_size
 
 
-def resize_longer_side(frames: Tensor, image_size: int) -> Tensor:
-    """Resize uint8 ``(T, 3, H, W)`` frames so the longer side is ``image_size``.
+def resize_pad(frames: Tensor, image_size: int) -> Tensor:
+    """Frames (..., 3, H, W), uint8 or float on 0-255 -> float32 (..., 3, S, S).
 
-    Bilinear, ``align_corners=False``, no antialiasing, computed in float32 on 0-255 values like
-    the original. The original keeps the float result; we round it back to uint8 so loaders
-    stay uint8, which moves each pixel by at most 0.5.
+    The original's ``ImageResize`` + ``ImagePad``: bilinear, ``align_corners=False``, no
+    antialiasing, in float32, longer side to ``image_size``; zeros on the right and bottom.
     """
-    _check_frames(frames)
-    size = resized_shape(frames.shape[-2], frames.shape[-1], image_size)
-    if tuple(frames.shape[-2:]) == size:
-        return frames
-    resized = F.interpolate(
-        frames.float(), size=size, mode="bilinear", align_corners=False, antialias=False
-    )
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+    if frames.dim() < 3 or frames.shape[-3] != 3:
+        raise ValueError(f"expected frames shaped (..., 3, H, W), got {tuple(frames.shape)}")
+    lead, (height, width) = frames.shape[:-3], frames.shape[-2:]
+    size = resized_shape(height, width, image_size)
+    flat = frames.reshape(-1, 3, height, width).float()
+    if (height, width) != size:
+        flat = F.interpolate(flat, size=size, mode="bilinear", align_corners=False)
+    flat = F.pad(flat, (0, image_size - size[1], 0, image_size - size[0]), value=0.0)
+    return flat.view(*lead, 3, image_size, image_size)
 
 
-def pad_to_square(frames: Tensor, image_size: int) -> Tensor:
-    """Zero-pad ``(T, C, h, w)`` frames on the right and bottom to ``image_size`` squared."""
-    height, width = frames.shape[-2:]
-    if height > image_size or width > image_size:
-        raise ValueError(
-            f"frames of {height}x{width} do not fit a {image_size}x{image_size} square; "
-            "resize them first (resize_longer_side)"
-        )
-    if height == width == image_size:
-        return frames
-    return F.pad(frames, (0, image_size - width, 0, image_size - height), value=0)
+def pad_to_largest(frames: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Stack frame tensors (..., 3, h_i, w_i) of different sizes, zero-padded at the bottom
+    right, plus each one's (h, w) so ``resize_pad_batch`` can crop it back."""
+    sizes = torch.tensor([tuple(f.shape[-2:]) for f in frames], dtype=torch.long)
+    height, width = sizes.max(dim=0).values.tolist()
+    padded = frames[0].new_zeros((len(frames), *frames[0].shape[:-2], height, width))
+    for out, item in zip(padded, frames, strict=True):
+        out[..., : item.shape[-2], : item.shape[-1]] = item
+    return padded, sizes
 
 
-class ResizePad:
-    """Resize the longer side to ``image_size`` and pad to ``image_size`` x ``image_size``."""
+def resize_pad_batch(frames: Tensor, sizes: Tensor, image_size: int) -> Tensor:
+    """Batch (V, ..., 3, H, W) holding V videos of sizes (V, 2) -> float32 (V, ..., 3, S, S).
 
-    def __init__(self, image_size: int) -> None:
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
-            raise ValueError(f"image_size must be a positive int, got {image_size!r}")
-        self.image_size = image_size
-
-    def __call__(self, frames: Tensor) -> Tensor:
-        """uint8 ``(T, 3, H, W)`` -> uint8 ``(T, 3, image_size, image_size)``."""
-        return pad_to_square(resize_longer_side(frames, self.image_size), self.image_size)
-
-    def __repr__(self) -> str:
-        return f"ResizePad(image_size={self.image_size})"
-
-
-def _check_frames(frames: Tensor) -> None:
-    if frames.dtype != torch.uint8 or frames.dim() != 4:
-        raise ValueError(
-            f"expected uint8 frames shaped (T, 3, H, W), got {frames.dtype} {tuple(frames.shape)}"
-        )
+    Videos of one size (the common case) are resized in one call.
+    """
+    out = frames.new_empty((*frames.shape[:-2], image_size, image_size), dtype=torch.float32)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for index, (height, width) in enumerate(sizes.tolist()):
+        groups.setdefault((height, width), []).append(index)
+    for (height, width), indices in groups.items():
+        select = torch.tensor(indices, device=frames.device)
+        out[select] = resize_pad(frames[select, ..., :height, :width], image_size)
+    return out

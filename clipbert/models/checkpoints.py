@@ -26,6 +26,7 @@ _PREFIXES = (
     ("transformer.bert.encoder.", "backbone.bert.encoder."),
     ("transformer.bert.pooler.", "backbone.bert.pooler."),
     ("transformer.classifier.", "head.classifier."),
+    ("transformer.cls.", "head."),  # MLM + ITM heads of the pre-trained checkpoint
 )
 _BLOCK_PART = re.compile(r"(res[2-5])\.(\d+)\.(conv[123]|shortcut)\.(norm\.)?(\w+)$")
 
@@ -44,6 +45,43 @@ def _resnet_key(name: str) -> str | None:
     else:
         module = part.replace("conv", "bn") if norm else part
     return f"{_STAGES[stage]}.{block}.{module}.{leaf}"
+
+
+def _original_resnet_key(name: str) -> str:
+    """Inverse of ``_resnet_key``: torchvision-style name -> detectron2 name."""
+    stem = re.fullmatch(r"(conv1|bn1)\.(\w+)", name)
+    if stem:
+        module, leaf = stem.groups()
+        return f"stem.conv1.{leaf}" if module == "conv1" else f"stem.conv1.norm.{leaf}"
+    layer, block, module, leaf = re.fullmatch(r"layer(\d)\.(\d+)\.([\w.]+)\.(\w+)", name).groups()
+    part = {
+        "downsample.0": "shortcut",
+        "downsample.1": "shortcut.norm",
+        **{f"conv{j}": f"conv{j}" for j in (1, 2, 3)},
+        **{f"bn{j}": f"conv{j}.norm" for j in (1, 2, 3)},
+    }[module]
+    return f"res{int(layer) + 1}.{block}.{part}.{leaf}"
+
+
+def to_original_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Our task-module keys -> the original ``ClipBert`` keys, so weights can go back.
+
+    BatchNorm step counters (``num_batches_tracked``), which the original's FrozenBN lacks,
+    are left out.
+    """
+    inverse = [(new, old) for old, new in _PREFIXES if new is not None]
+    original = {}
+    for key, value in sd.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        if key.startswith("backbone.cnn."):
+            original[_RESNET + _original_resnet_key(key.removeprefix("backbone.cnn."))] = value
+            continue
+        prefix = next((p for p in inverse if key.startswith(p[0])), None)
+        if prefix is None:
+            raise KeyError(f"no original name for '{key}'")
+        original[prefix[1] + key.removeprefix(prefix[0])] = value
+    return original
 
 
 def _convert_key(key: str) -> str | None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from torch import Tensor, nn
+from transformers import BertConfig
+from transformers.models.bert.modeling_bert import BertPreTrainingHeads
 
 
 class MLPClassifier(nn.Module):
@@ -33,3 +35,29 @@ class MLPClassifier(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         """pooled (..., H) -> logits (..., C)."""
         return self.classifier(self.dropout(pooled))
+
+
+class PretrainingHeads(nn.Module):
+    """MLM over text positions and image-text matching (ITM) on the pooled output.
+
+    The layout of HF ``BertPreTrainingHeads`` (keys ``predictions.*``, ``seq_relationship.*``,
+    the original's ``transformer.cls.*``), with the MLM decoder weight tied to the word
+    embeddings and its bias to ``predictions.bias``, as in BERT. ITM label 1 means matched
+    (the opposite of BERT's NSP, whose weights the original starts from).
+    """
+
+    def __init__(self, config: BertConfig, word_embeddings: nn.Embedding) -> None:
+        super().__init__()
+        heads = BertPreTrainingHeads(config)
+        heads.predictions.decoder.weight = word_embeddings.weight
+        heads.predictions.decoder.bias = heads.predictions.bias
+        self.predictions = heads.predictions
+        self.seq_relationship = heads.seq_relationship
+        for module in (self.predictions.transform.dense, self.seq_relationship):
+            nn.init.normal_(module.weight, std=config.initializer_range)
+            nn.init.zeros_(module.bias)
+        nn.init.zeros_(self.predictions.bias)
+
+    def forward(self, text_hidden: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """text_hidden (..., L, H), pooled (..., H) -> MLM (..., L, V) and ITM (..., 2) logits."""
+        return self.predictions(text_hidden), self.seq_relationship(pooled)
