@@ -51,6 +51,7 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
     """Rebuild the trained module from the run record and load its weights strictly."""
     train_cfg = OmegaConf.create(run.config)
     model_cfg = train_cfg.model
+    model_cfg.cnn_weights = None  # the checkpoint holds every weight
     model_cfg.bert = {
         "pretrained_dir": None,
         "attn_implementation": model_cfg.bert.attn_implementation,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -10,8 +12,11 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from clipbert.models.checkpoints import LoadReport, load_bert_weights, load_grid_feat
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
+
+log = logging.getLogger(__name__)
 
 PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
 PIXEL_STD_RGB = (1.0, 1.0, 1.0)
@@ -144,54 +149,75 @@ def build_bert(
     vocab_size: int | None = None,
     attn_implementation: str = "sdpa",
 ) -> BertModel:
-    """A BertModel (with pooler) from a local folder or from config values; never downloads.
+    """A BertModel (with pooler) from config values, weights from a local folder; never downloads.
 
-    A model built from a config gets BERT init (normal ``initializer_range``, zero bias,
-    LayerNorm 1/0). ``vocab_size`` overrides the config's, for a tokenizer with added tokens.
+    ``pretrained_dir`` is a bert-base-uncased folder (or a weights file): its ``config.json``,
+    when present, replaces ``config``, and its weights load with a logged report. Without it the
+    model gets BERT init (normal ``initializer_range``, zero bias, LayerNorm 1/0).
+    ``vocab_size`` overrides the config's, for a tokenizer with added tokens.
     """
-    if (config is None) == (pretrained_dir is None):
-        raise ValueError("give exactly one of config and pretrained_dir")
-    if pretrained_dir is not None:
-        bert = BertModel.from_pretrained(
-            pretrained_dir, local_files_only=True, attn_implementation=attn_implementation
-        )
-        if vocab_size is not None and vocab_size != bert.config.vocab_size:
+    folder_config = Path(pretrained_dir) / "config.json" if pretrained_dir else None
+    if folder_config is not None and folder_config.is_file():
+        values = BertConfig.from_json_file(folder_config).to_dict()
+        if vocab_size is not None and vocab_size != values["vocab_size"]:
             raise ValueError(
-                f"vocab_size={vocab_size} but {pretrained_dir} has {bert.config.vocab_size}"
+                f"vocab_size={vocab_size} but {folder_config} has {values['vocab_size']}"
             )
-        return bert
-    values = dict(config)
-    if vocab_size is not None:
-        values["vocab_size"] = vocab_size
+    elif config is not None:
+        values = {**config, **({"vocab_size": vocab_size} if vocab_size is not None else {})}
+    else:
+        raise ValueError("give BERT config values, or a pretrained_dir that holds config.json")
     bert_config = BertConfig(**values)
     # transformers 5 takes the attention implementation on the config, not as a kwarg.
     bert_config._attn_implementation = attn_implementation
-    return BertModel(bert_config)
+    bert = BertModel(bert_config)
+    if pretrained_dir:
+        report = load_bert_weights(bert, pretrained_dir)
+        log.info("BERT weights from %s: %s", pretrained_dir, report.summary())
+        _log_unloaded(report)
+    return bert
+
+
+def _log_unloaded(report: LoadReport) -> None:
+    for key in report.missing:
+        log.warning("  not in the file, left at init: %s", key)
+    for key, file_shape, model_shape in report.mismatched:
+        log.warning(
+            "  shape %s in the file, %s here, left at init: %s", file_shape, model_shape, key
+        )
+    for key in report.unexpected:
+        log.warning("  not used by the model: %s", key)
 
 
 def build_backbone(
     cnn: Mapping[str, Any],
     bert: Mapping[str, Any],
     vocab_size: int | None = None,
+    cnn_weights: str | None = None,
     random_token_sampling: int = 0,
     pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
-    ``pretrained_dir`` and ``attn_implementation``.
+    ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
 
-    Keeping the BERT values flat lets users write ``model.bert.num_hidden_layers=1``. With a
-    ``pretrained_dir`` the folder's own config is used and the listed values are ignored.
+    Keeping the BERT values flat lets users write ``model.bert.num_hidden_layers=1``. A
+    ``pretrained_dir`` with a config.json overrides the listed values.
     """
     bert_values = dict(bert)
     pretrained_dir = bert_values.pop("pretrained_dir", None)
     attn_implementation = bert_values.pop("attn_implementation", "sdpa")
+    resnet = ResNet(**cnn)
+    if cnn_weights:
+        report = load_grid_feat(resnet, cnn_weights)
+        log.info("CNN weights from %s: %s", cnn_weights, report.summary())
+        _log_unloaded(report)
     return ClipBertBackbone(
-        ResNet(**cnn),
+        resnet,
         build_bert(
-            config=None if pretrained_dir else bert_values,
+            config=bert_values,
             pretrained_dir=pretrained_dir,
-            vocab_size=None if pretrained_dir else vocab_size,
+            vocab_size=vocab_size,
             attn_implementation=attn_implementation,
         ),
         random_token_sampling=random_token_sampling,

@@ -149,8 +149,8 @@ def load_plain(path: str | Path) -> object:
 def read_state_dict(path: str | Path) -> dict[str, Tensor]:
     """A flat state dict from a ``.pt``/``.pth``/``.bin`` or ``.safetensors`` file.
 
-    Never unpickles code; unwraps ``{"model": ...}`` (detectron2) and ``{"state_dict": ...}``
-    (Lightning) containers.
+    Never unpickles code; unwraps ``{"model": ...}`` (detectron2), ``{"state_dict": ...}``
+    (Lightning) and ``{"model_state_dict": ...}`` (the original's ``restore.pt``) containers.
     """
     path = Path(path)
     if path.suffix == ".safetensors":
@@ -160,7 +160,7 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
 
         return load_file(str(path))
     obj = load_plain(path)
-    for wrapper in ("model", "state_dict"):
+    for wrapper in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
     if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
@@ -207,6 +207,55 @@ def load_weights(module: nn.Module, sd: dict[str, Tensor], *, strict: bool = Fal
             f"mismatched {report.mismatched[:5]}"
         )
     module.load_state_dict(selected, strict=False)
+    return report
+
+
+BERT_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def bert_weights_file(path: str | Path) -> Path:
+    """The weights file of a BERT folder (safetensors preferred), or ``path`` if it is a file."""
+    path = Path(path)
+    if path.is_dir():
+        for name in BERT_WEIGHT_FILES:
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"{path} holds none of {', '.join(BERT_WEIGHT_FILES)}")
+    if not path.is_file():
+        raise FileNotFoundError(f"BERT weights not found: {path}")
+    return path
+
+
+def load_bert_weights(bert: nn.Module, path: str | Path) -> LoadReport:
+    """Load a bert-base-uncased checkpoint (folder or file) into an HF ``BertModel``.
+
+    Takes ``BertForPreTraining`` or ``BertModel`` key names and renames the old gamma/beta
+    LayerNorm names, which the original's loader silently failed to load. The MLM/NSP heads
+    (``cls.*``) and position-id buffers are reported as dropped.
+    """
+    sd = rename_layer_norm(read_state_dict(bert_weights_file(path)))
+    kept, dropped = {}, []
+    for key, value in sd.items():
+        key = key.removeprefix("bert.")
+        if key.startswith("cls.") or key.endswith("position_ids"):
+            dropped.append(key)
+        else:
+            kept[key] = value
+    report = load_weights(bert, kept)
+    report.dropped = dropped
+    return report
+
+
+def load_grid_feat(cnn: nn.Module, path: str | Path) -> LoadReport:
+    """Load the grid-feat R50 detectron2 ``.pth`` (keys relative to the original's
+    ``cnn.feature``) into our ResNet; the detector heads are reported as dropped."""
+    sd = read_state_dict(path)
+    converted, dropped = convert_original_state_dict(
+        {"cnn.feature." + k.removeprefix("module."): v for k, v in sd.items()}
+    )
+    prefix = "backbone.cnn."
+    report = load_weights(cnn, {k.removeprefix(prefix): v for k, v in converted.items()})
+    report.dropped = [k.removeprefix("cnn.feature.") for k in dropped]
     return report
 
 
