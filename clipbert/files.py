@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
+
+import torch
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -11,5 +14,15 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+    return path
+
+
+def save_atomic(obj: Any, path: str | Path) -> Path:
+    """``torch.save`` through a temporary file, so an interrupted save never clobbers ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(obj, partial)
     os.replace(partial, path)
     return path

@@ -11,10 +11,11 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clipbert.cli import CONFIG_DIR
-from clipbert.cli.run_record import LoadedRun, load_run
+from clipbert.cli.original_run import load_any_run
+from clipbert.cli.run_record import LoadedRun
 from clipbert.cli.train import build_backbone
 from clipbert.files import write_text_atomic
 from clipbert.metrics import QAAccuracy
@@ -89,13 +90,19 @@ def summary_table(metrics: dict[str, float], header: str) -> str:
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
-    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write predictions.jsonl and metrics.json."""
+    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write predictions.jsonl and metrics.json.
+
+    ``cfg.ckpt_path`` is a clipbert ``.ckpt`` or, with ``cfg.task`` naming its task, an
+    original ClipBERT checkpoint.
+    """
     if cfg.score_agg is not None and cfg.score_agg not in SCORE_AGGREGATIONS:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
     output_dir = Path(cfg.paths.output_dir)
-    run = load_run(cfg.ckpt_path)
+    with open_dict(cfg):
+        cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
+    run = load_any_run(cfg.ckpt_path, cfg)
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
     datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))
     module = build_module(run, cfg.score_agg)

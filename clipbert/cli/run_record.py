@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from clipbert.files import save_atomic
 from clipbert.models.checkpoints import load_plain
 
 RECORD_KEY = "clipbert"
@@ -29,6 +30,18 @@ def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
         return {p.name: p.read_text(encoding="utf-8") for p in Path(tmp).iterdir() if p.is_file()}
 
 
+def run_record(
+    config: dict[str, Any], bert_config: dict[str, Any], tokenizer_files: dict[str, str]
+) -> dict[str, Any]:
+    """The record stored under ``checkpoint["clipbert"]``."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "config": config,
+        "bert_config": bert_config,
+        "tokenizer_files": tokenizer_files,
+    }
+
+
 class RunRecord(pl.Callback):
     """Adds the run record to each checkpoint Lightning writes."""
 
@@ -39,12 +52,8 @@ class RunRecord(pl.Callback):
     def on_save_checkpoint(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
-        checkpoint[RECORD_KEY] = {
-            "format_version": FORMAT_VERSION,
-            "config": self.config,
-            "bert_config": pl_module.backbone.bert.config.to_dict(),
-            "tokenizer_files": self.tokenizer_files,
-        }
+        bert_config = pl_module.backbone.bert.config.to_dict()
+        checkpoint[RECORD_KEY] = run_record(self.config, bert_config, self.tokenizer_files)
 
 
 @dataclass
@@ -64,14 +73,11 @@ class LoadedRun:
         return folder
 
 
-def load_run(path: str | Path) -> LoadedRun:
-    """Read a checkpoint written by ``train.py``; never unpickles code."""
-    checkpoint = load_plain(path)
+def run_from_checkpoint(checkpoint: object) -> LoadedRun | None:
+    """The run in a loaded checkpoint, or None if it carries no run record."""
     record = checkpoint.get(RECORD_KEY) if isinstance(checkpoint, dict) else None
     if record is None:
-        raise ValueError(
-            f"{path} has no '{RECORD_KEY}' run record: it was not written by clipbert's train.py"
-        )
+        return None
     return LoadedRun(
         state_dict=checkpoint["state_dict"],
         hyper_parameters=dict(checkpoint.get("hyper_parameters", {})),
@@ -79,3 +85,23 @@ def load_run(path: str | Path) -> LoadedRun:
         bert_config=record["bert_config"],
         tokenizer_files=record["tokenizer_files"],
     )
+
+
+def load_run(path: str | Path) -> LoadedRun:
+    """Read a checkpoint written by ``train.py``; never unpickles code."""
+    run = run_from_checkpoint(load_plain(path))
+    if run is None:
+        raise ValueError(
+            f"{path} has no '{RECORD_KEY}' run record: it was not written by clipbert's train.py"
+        )
+    return run
+
+
+def save_run(run: LoadedRun, path: str | Path) -> Path:
+    """Write ``run`` as a checkpoint that ``predict.py`` and ``model.init_from`` read."""
+    checkpoint = {
+        "state_dict": run.state_dict,
+        "hyper_parameters": run.hyper_parameters,
+        RECORD_KEY: run_record(run.config, run.bert_config, run.tokenizer_files),
+    }
+    return save_atomic(checkpoint, path)

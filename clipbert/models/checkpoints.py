@@ -159,7 +159,11 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
         from safetensors.torch import load_file
 
         return load_file(str(path))
-    obj = load_plain(path)
+    return unwrap_state_dict(load_plain(path), path)
+
+
+def unwrap_state_dict(obj: object, path: str | Path) -> dict[str, Tensor]:
+    """The flat state dict inside a loaded checkpoint (see ``read_state_dict``)."""
     for wrapper in ("model", "state_dict", "model_state_dict"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

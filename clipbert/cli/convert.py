@@ -1,0 +1,43 @@
+"""``convert(cfg)``: an original ClipBERT checkpoint -> a self-contained clipbert ``.ckpt``."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, open_dict
+
+from clipbert.cli import CONFIG_DIR
+from clipbert.cli.original_run import load_any_run
+from clipbert.cli.predict import build_module
+from clipbert.cli.run_record import save_run
+
+log = logging.getLogger(__name__)
+
+
+def convert(cfg: DictConfig) -> Path:
+    """Pair ``cfg.src`` with task ``cfg.task``, check it loads strictly, write ``cfg.dst``.
+
+    The result carries the task config, BERT config and tokenizer like a checkpoint of
+    ``train.py``, so ``predict.py ckpt_path=<dst>`` and ``model.init_from=<dst>`` need nothing
+    else.
+    """
+    dst = Path(cfg.dst)
+    if dst.exists() and not cfg.overwrite:
+        raise FileExistsError(f"{dst} exists; pass overwrite=true to replace it")
+    with open_dict(cfg):
+        cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
+    run = load_any_run(cfg.src, cfg)
+    build_module(run, score_agg=None)  # fails here, not at prediction time, if anything is off
+    save_run(run, dst)
+    print(f"wrote {dst} ({len(run.state_dict)} tensors, task {run.config['task']['name']})")
+    return dst
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
+def main(cfg: DictConfig) -> None:
+    """Console entry point (``python convert.py`` / ``clipbert-convert``)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    convert(cfg)

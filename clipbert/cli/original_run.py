@@ -1,0 +1,95 @@
+"""Checkpoints of the original ClipBERT code as runs that ``predict.py`` can use.
+
+An original ``model_step_N.pt`` holds weights only. Everything else a prediction needs
+(answer vocabulary, tokenizer, sampling, image size) comes from our task config, as it came
+from the original's own config file; the architecture is read off the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from clipbert.cli.run_record import LoadedRun, run_from_checkpoint, tokenizer_files
+from clipbert.data.annotations import answer_vocabulary, load_ans2label
+from clipbert.data.datamodule import load_tokenizer
+from clipbert.models.checkpoints import (
+    convert_original_state_dict,
+    is_original_layout,
+    load_plain,
+    unwrap_state_dict,
+)
+from clipbert.models.original import infer_bert_config
+
+log = logging.getLogger(__name__)
+
+PRETRAINING_HEADS = ("head.predictions.", "head.seq_relationship.")
+# Every original checkpoint ran detectron2's ResNet: FrozenBN, stride in the 1x1 conv. These
+# change outputs, not shapes, so a strict load alone would not catch a config that differs.
+ORIGINAL_CNN = {"norm": "frozen_bn", "stride_in_1x1": True}
+
+
+def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedRun:
+    """Pair an original fine-tuned state dict with the task and model config in ``cfg``."""
+    sd, dropped = convert_original_state_dict(state_dict)
+    sd = {k: v for k, v in sd.items() if not k.startswith(PRETRAINING_HEADS)}
+    if "head.classifier.2.weight" not in sd:
+        raise ValueError(
+            "this original checkpoint has no fine-tuned classifier (transformer.classifier.*): "
+            "it is a pre-trained starting point. Finetune it with "
+            "`python train.py task=<task> model.init_from=<path>`."
+        )
+    log.info("original checkpoint: %d tensors used, %d unused dropped", len(sd), len(dropped))
+    listed = cfg.model.bert
+    hidden = sd["backbone.bert.embeddings.word_embeddings.weight"].shape[1]
+    heads = listed.num_attention_heads if listed.hidden_size == hidden else None
+    datamodule = cfg.task.datamodule
+    answers = answer_vocabulary(load_ans2label(datamodule.ans2label))
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    for key, value in ORIGINAL_CNN.items():
+        if model["cnn"].get(key) != value:
+            log.warning(
+                "original checkpoint: model.cnn.%s=%s (was %s)", key, value, model["cnn"].get(key)
+            )
+            model["cnn"][key] = value
+    config = {
+        "paths": {"data_root": cfg.paths.data_root},
+        "task": OmegaConf.to_container(cfg.task, resolve=True),
+        "model": model,
+    }
+    return LoadedRun(
+        state_dict=sd,
+        hyper_parameters={
+            "answer_vocabulary": answers,
+            "answer_types": list(cfg.task.module.get("answer_types", [])),
+        },
+        config=config,
+        bert_config=infer_bert_config(sd, heads),
+        tokenizer_files=tokenizer_files(load_tokenizer(datamodule.tokenizer_dir)),
+    )
+
+
+def load_any_run(path: str | Path, cfg: DictConfig) -> LoadedRun:
+    """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``.
+
+    ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it.
+    """
+    checkpoint = load_plain(path)
+    run = run_from_checkpoint(checkpoint)
+    if run is not None:
+        return run
+    state_dict = unwrap_state_dict(checkpoint, path)
+    if not is_original_layout(state_dict):
+        raise ValueError(
+            f"{path} is neither a clipbert checkpoint (no run record) nor an original ClipBERT "
+            "state dict (no cnn.*/transformer.* keys)"
+        )
+    if cfg.get("task") is None:
+        raise ValueError(
+            f"{path} is an original ClipBERT checkpoint, which carries no task config: name the "
+            "task it was fine-tuned for, e.g. `task=msrvtt_qa`"
+        )
+    return run_from_original(state_dict, cfg)
