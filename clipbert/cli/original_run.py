@@ -17,6 +17,7 @@ from clipbert.cli.run_record import LoadedRun, run_from_checkpoint, tokenizer_fi
 from clipbert.data.annotations import answer_vocabulary, load_ans2label
 from clipbert.data.datamodule import load_tokenizer
 from clipbert.models.checkpoints import (
+    PRETRAINING_HEADS,
     convert_original_state_dict,
     is_original_layout,
     load_plain,
@@ -26,7 +27,6 @@ from clipbert.models.original import infer_bert_config
 
 log = logging.getLogger(__name__)
 
-PRETRAINING_HEADS = ("head.predictions.", "head.seq_relationship.")
 # Every original checkpoint ran detectron2's ResNet: FrozenBN, stride in the 1x1 conv. These
 # change outputs, not shapes, so a strict load alone would not catch a config that differs.
 ORIGINAL_CNN = {"norm": "frozen_bn", "stride_in_1x1": True}

@@ -28,6 +28,8 @@ _PREFIXES = (
     ("transformer.classifier.", "head.classifier."),
     ("transformer.cls.", "head."),  # MLM + ITM heads of the pre-trained checkpoint
 )
+# The pre-trained release's MLM + ITM heads, after conversion; unused by fine-tuning tasks.
+PRETRAINING_HEADS = ("head.predictions.", "head.seq_relationship.")
 _BLOCK_PART = re.compile(r"(res[2-5])\.(\d+)\.(conv[123]|shortcut)\.(norm\.)?(\w+)$")
 
 
@@ -278,6 +280,12 @@ def initialize_from(module: nn.Module, path: str | Path) -> LoadReport:
     dropped: list[str] = []
     if is_original_layout(sd):
         sd, dropped = convert_original_state_dict(sd)
+        # Fine-tuning from the pre-trained release leaves its MLM/ITM heads behind, as the
+        # original does; they are reported as dropped rather than as surprises.
+        own = module.state_dict()
+        unused = [k for k in sd if k.startswith(PRETRAINING_HEADS) and k not in own]
+        dropped += unused
+        sd = {k: v for k, v in sd.items() if k not in unused}
     report = load_weights(module, sd)
     report.dropped = dropped
     return report

@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from clipbert.models.backbone import ClipBertBackbone, build_bert
 from clipbert.models.checkpoints import (
+    PRETRAINING_HEADS,
     convert_original_state_dict,
     is_original_layout,
     load_weights,
@@ -183,11 +184,7 @@ def load_original(
     if not is_original_layout(raw):
         raise ValueError("not an original ClipBERT state dict (no 'cnn.*'/'transformer.*' keys)")
     sd, _ = convert_original_state_dict(raw)
-    sd = {
-        k: v
-        for k, v in sd.items()
-        if not k.startswith(("head.predictions.", "head.seq_relationship."))
-    }
+    sd = {k: v for k, v in sd.items() if not k.startswith(PRETRAINING_HEADS)}
     width = _head_width(sd)
     num_options = 5
     if head == "mc":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from clipbert.cli.train import build_task
 from clipbert.models.checkpoints import to_original_state_dict
 from tests.helpers import compose_config
 
+REPO = Path(__file__).resolve().parents[2]
 # The original's CNN: detectron2 FrozenBN, stride in the 1x1 conv.
 ORIGINAL_CNN = ("model.cnn.norm=frozen_bn", "model.cnn.stride_in_1x1=true", "model.cnn.freeze_at=2")
 
@@ -97,3 +100,29 @@ def test_original_checkpoint_errors_say_what_to_do(
     torch.save({"encoder.weight": torch.zeros(2)}, other)
     with pytest.raises(ValueError, match="neither a clipbert checkpoint"):
         _predict(demo_root, tmp_path / "p", f"ckpt_path={other}", "task=demo_video_qa")
+
+
+def test_predict_script_runs_an_original_checkpoint(
+    original_checkpoint, demo_root: Path, tmp_path: Path
+) -> None:
+    """The command users type: `python predict.py task=NAME ckpt_path=model_step_N.pt`."""
+    path, _ = original_checkpoint
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "predict.py"),
+            "task=demo_video_qa",
+            f"ckpt_path={path}",
+            f"data_root={demo_root}",
+            "num_workers=0",
+            f"hydra.run.dir={out}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((out / "predictions.jsonl").read_text().splitlines()) == 4 * 8
+    assert "acc_motion" in result.stdout

@@ -13,12 +13,14 @@ from transformers import BertConfig, BertForPreTraining
 
 from clipbert.models.backbone import ClipBertBackbone, build_backbone, build_bert
 from clipbert.models.checkpoints import (
+    PRETRAINING_HEADS,
     convert_original_state_dict,
+    initialize_from,
     load_grid_feat,
     load_weights,
     to_original_state_dict,
 )
-from clipbert.models.heads import MLPClassifier
+from clipbert.models.heads import MLPClassifier, PretrainingHeads
 from clipbert.models.resnet import ResNet, resnet50
 
 TINY_BERT = {
@@ -173,3 +175,57 @@ def test_full_size_original_state_dict_loads_with_only_the_documented_drops() ->
     report = load_weights(model, converted, strict=True)
     assert len(report.loaded) == 474 and report.unexpected == report.missing == []
     assert model.head.classifier[2].weight.dtype == torch.float32
+
+
+def _pretraining_model() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = torch.nn.Module()
+    model.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT))
+    model.head = PretrainingHeads(
+        model.backbone.bert.config, model.backbone.bert.embeddings.word_embeddings
+    )
+    return model
+
+
+def test_pretraining_heads_use_the_original_names_and_tie_the_decoder() -> None:
+    model = _pretraining_model()
+    original = to_original_state_dict(model.state_dict())
+    assert {k for k in original if k.startswith("transformer.cls.")} == {
+        "transformer.cls.predictions.bias",
+        "transformer.cls.predictions.transform.dense.weight",
+        "transformer.cls.predictions.transform.dense.bias",
+        "transformer.cls.predictions.transform.LayerNorm.weight",
+        "transformer.cls.predictions.transform.LayerNorm.bias",
+        "transformer.cls.predictions.decoder.weight",
+        "transformer.cls.predictions.decoder.bias",
+        "transformer.cls.seq_relationship.weight",
+        "transformer.cls.seq_relationship.bias",
+    }
+    # The release stores the tied decoder as a separate, equal copy: loading keeps the tie.
+    original = {k: v.clone() + 1 for k, v in original.items()}
+    target = _pretraining_model()
+    converted, _ = convert_original_state_dict(original)
+    load_weights(target, converted, strict=True)
+    word = target.backbone.bert.embeddings.word_embeddings.weight
+    assert target.head.predictions.decoder.weight is word
+    assert torch.equal(word, original["transformer.bert.embeddings.word_embeddings.weight"])
+    mlm, itm = target.head(torch.randn(2, 5, 16), torch.randn(2, 16))
+    assert mlm.shape == (2, 5, 60) and itm.shape == (2, 2)
+
+
+def test_finetuning_from_the_pretrained_release_drops_its_heads(tmp_path: Path) -> None:
+    original = to_original_state_dict(_pretraining_model().state_dict())
+    path = tmp_path / "clipbert_image_text_pretrained.pt"
+    torch.save(original, path)
+    qa = torch.nn.Module()
+    qa.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT))
+    qa.head = MLPClassifier(16, 7)
+    report = initialize_from(qa, path)
+    assert report.unexpected == [] and report.mismatched == []
+    assert sorted(report.missing) == [
+        f"head.classifier.{i}.{p}" for i in (0, 2) for p in ("bias", "weight")
+    ]
+    assert len(report.dropped) == 9 and all(k.startswith(PRETRAINING_HEADS) for k in report.dropped)
+    assert torch.equal(
+        qa.backbone.bert.pooler.dense.weight, original["transformer.bert.pooler.dense.weight"]
+    )
