@@ -1,4 +1,4 @@
-"""Pick BERT's attention implementation for the ClipBERT backbone (CPU, fp32).
+"""Pick BERT's attention implementation for the ClipBERT backbone (CPU or GPU).
 
 The backbone hands ``attn_implementation`` to transformers' BertModel. An implementation is
 only worth choosing if it gives the same numbers as the reference ("eager") inside our model,
@@ -16,6 +16,7 @@ wins. This script checks both, in that order:
 Implementations that fail to build or run are reported and skipped.
 
     .venv/bin/python benchmarks/attention.py --threads 1 --rounds 5
+    python benchmarks/attention.py --device cuda --rounds 20 --batch 128 [--bf16]
 """
 
 from __future__ import annotations
@@ -58,13 +59,15 @@ def bert_config(num_layers: int) -> dict[str, Any]:
     }
 
 
-def check_numerics(impls: tuple[str, ...]) -> tuple[dict[str, float | str], float]:
+def check_numerics(
+    impls: tuple[str, ...], device: torch.device
+) -> tuple[dict[str, float | str], float]:
     """Max abs diff of ``encode``'s output vs the first working implementation (or an error),
     and the reference output's max abs value for scale."""
     torch.manual_seed(0)
     config = bert_config(2)
-    frames = torch.randint(0, 256, (2, 1, 2, 3, 224, 224)).float()
-    input_ids = torch.randint(1, config["vocab_size"], (2, TEXT_LEN))
+    frames = torch.randint(0, 256, (2, 1, 2, 3, 224, 224)).float().to(device)
+    input_ids = torch.randint(1, config["vocab_size"], (2, TEXT_LEN)).to(device)
     attention_mask = torch.ones_like(input_ids)
     attention_mask[1, 12:] = 0
     input_ids[1, 12:] = config["pad_token_id"]
@@ -75,6 +78,7 @@ def check_numerics(impls: tuple[str, ...]) -> tuple[dict[str, float | str], floa
     for impl in impls:
         try:
             backbone = ClipBertBackbone(resnet50(), build_bert(config, attn_implementation=impl))
+            backbone.to(device)
             if state is None:
                 state = backbone.state_dict()
             else:
@@ -91,23 +95,32 @@ def check_numerics(impls: tuple[str, ...]) -> tuple[dict[str, float | str], floa
     return results, float("nan") if reference is None else reference.abs().max().item()
 
 
-def _time(fn: Callable[[], None]) -> float:
+def _time(fn: Callable[[], None], device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - start
 
 
 def benchmark_speed(
-    impls: tuple[str, ...], num_layers: int, batch: int, rounds: int
+    impls: tuple[str, ...],
+    num_layers: int,
+    batch: int,
+    rounds: int,
+    device: torch.device,
+    bf16: bool,
 ) -> dict[str, dict[str, list[float]] | str]:
     """Seconds per forward / forward+backward of ``bert.encoder``, per implementation."""
     torch.manual_seed(0)
     seq_len = TEXT_LEN + VISUAL_TOKENS
-    embeddings = torch.randn(batch, seq_len, 768)
+    embeddings = torch.randn(batch, seq_len, 768, device=device)
     # Text padded to varied lengths (8..20 tokens), visual tokens always valid, as in encode.
     text_len = 8 + torch.arange(batch) % (TEXT_LEN - 7)
     text_mask = (torch.arange(TEXT_LEN) < text_len[:, None]).long()
-    mask_2d = torch.cat([text_mask, text_mask.new_ones(batch, VISUAL_TOKENS)], dim=1)
+    mask_2d = torch.cat([text_mask, text_mask.new_ones(batch, VISUAL_TOKENS)], dim=1).to(device)
 
     models: dict[str, BertModel] = {}
     masks: dict[str, Tensor | None] = {}
@@ -115,7 +128,7 @@ def benchmark_speed(
     state: dict[str, Tensor] | None = None
     for impl in impls:
         try:
-            bert = build_bert(bert_config(num_layers), attn_implementation=impl)
+            bert = build_bert(bert_config(num_layers), attn_implementation=impl).to(device)
             if state is None:
                 state = bert.state_dict()
             else:
@@ -127,16 +140,21 @@ def benchmark_speed(
         except Exception as exc:
             results[impl] = f"failed: {type(exc).__name__}: {exc}"
 
+    def autocast() -> torch.autocast:
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
+
     def forward(impl: str) -> None:
         bert = models[impl].eval()
-        with torch.no_grad():
+        with torch.no_grad(), autocast():
             bert.encoder(embeddings, attention_mask=masks[impl])
 
     def forward_backward(impl: str) -> None:
         bert = models[impl].train()
         bert.zero_grad(set_to_none=True)
         x = embeddings.detach().requires_grad_(True)
-        bert.encoder(x, attention_mask=masks[impl]).last_hidden_state.sum().backward()
+        with autocast():
+            hidden = bert.encoder(x, attention_mask=masks[impl]).last_hidden_state
+        hidden.float().sum().backward()
 
     for impl in list(models):  # warm-up, untimed; fwd+bwd runs the forward kernels too
         try:
@@ -151,8 +169,8 @@ def benchmark_speed(
         for impl in order if round_index % 2 == 0 else order[::-1]:
             timings = results[impl]
             assert isinstance(timings, dict)
-            timings["forward"].append(_time(lambda i=impl: forward(i)))
-            timings["forward+backward"].append(_time(lambda i=impl: forward_backward(i)))
+            timings["forward"].append(_time(lambda i=impl: forward(i), device))
+            timings["forward+backward"].append(_time(lambda i=impl: forward_backward(i), device))
     return results
 
 
@@ -163,14 +181,21 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds per implementation")
     parser.add_argument("--layers", type=int, default=12, help="BERT layers for the speed test")
     parser.add_argument("--batch", type=int, default=32, help="sequences for the speed test")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--bf16", action="store_true", help="time under bf16 autocast")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
 
-    numerics, scale = check_numerics(IMPLEMENTATIONS)
-    speed = benchmark_speed(IMPLEMENTATIONS, args.layers, args.batch, args.rounds)
+    numerics, scale = check_numerics(IMPLEMENTATIONS, device)
+    speed = benchmark_speed(
+        IMPLEMENTATIONS, args.layers, args.batch, args.rounds, device, args.bf16
+    )
 
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(
-        f"torch {torch.__version__}, {args.threads} thread(s), fp32, {args.rounds} rounds; "
+        f"torch {torch.__version__}, {where}, {args.threads} thread(s), "
+        f"{'bf16 autocast' if args.bf16 else 'fp32'} timing, {args.rounds} rounds; "
         f"numerics: 2 layers, output max abs {scale:.3g}; "
         f"speed: {args.layers} layers, ({args.batch}, {TEXT_LEN + VISUAL_TOKENS}, 768)\n"
     )

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
+
+# The parity fixture made by the original code (shared/fixtures beside the checkout; CI has it
+# there). CLIPBERT_FIXTURES points elsewhere, e.g. on a machine that only has a copy.
+FIXTURES = Path(
+    os.environ.get("CLIPBERT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
+)
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:

@@ -10,9 +10,9 @@ import torch.nn.functional as F
 
 from clipbert.data.decoding import build_decoder
 from clipbert.data.transforms import pad_to_largest, resize_pad, resize_pad_batch, resized_shape
+from tests.helpers import FIXTURES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
 
 
 def _random_frames(t: int, h: int, w: int) -> torch.Tensor:

@@ -17,8 +17,14 @@ from clipbert.models.heads import MLPClassifier
 from clipbert.models.original import OriginalClipBert, original_loss
 from clipbert.models.resnet import resnet50
 from clipbert.tasks.video_qa import VideoQATask
+from tests.helpers import FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+    ),
+]
 BERT_KEYS = (
     "vocab_size",
     "hidden_size",
@@ -81,6 +87,19 @@ def test_converter_renames_drops_and_casts() -> None:
         "transformer.bert.visual_embeddings.position_embeddings.weight",
         "step",
     ]
+
+
+@pytest.fixture
+def device(request: pytest.FixtureRequest):
+    """The device under test; on CUDA, true fp32 (TF32 off) as the fixture's tolerances assume."""
+    name = request.param
+    if name != "cuda":
+        yield torch.device(name)
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield torch.device(name)
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _fixtures() -> Path:
@@ -159,14 +178,18 @@ def test_every_used_original_key_maps_onto_ours(meta: dict) -> None:
             assert trainable[name] == info["requires_grad"], key
 
 
+@pytest.mark.parametrize("device", DEVICES, indirect=True)
 @pytest.mark.parametrize("case", list(CASES))
-def test_outputs_match_the_original(meta: dict, inputs: dict, outputs: dict, case: str) -> None:
+def test_outputs_match_the_original(
+    meta: dict, inputs: dict, outputs: dict, case: str, device: torch.device
+) -> None:
     task, head = CASES[case]
-    model = load_original(_original_state_dict(task), head=head)
-    texts, reference = inputs[case], outputs[case]
-    visual = _visual_inputs(inputs, meta)
-    per_video = torch.tensor(texts["n_examples_list"])
-    visual_index = torch.repeat_interleave(torch.arange(len(per_video)), per_video)
+    model = load_original(_original_state_dict(task), head=head).to(device)
+    texts = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in inputs[case].items()}
+    reference = outputs[case]
+    visual = _visual_inputs(inputs, meta).to(device)
+    per_video = torch.tensor(texts["n_examples_list"], device=device)
+    visual_index = torch.repeat_interleave(torch.arange(len(per_video), device=device), per_video)
 
     captured: dict[str, Tensor] = {}
     body = model.backbone
@@ -194,7 +217,10 @@ def test_outputs_match_the_original(meta: dict, inputs: dict, outputs: dict, cas
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
-def test_raw_frames_through_our_input_path_match(inputs: dict, outputs: dict) -> None:
+@pytest.mark.parametrize("device", DEVICES, indirect=True)
+def test_raw_frames_through_our_input_path_match(
+    inputs: dict, outputs: dict, device: torch.device
+) -> None:
     """Raw uint8 frames -> our loader padding -> device resize -> model normalisation."""
     case = inputs["qa_224_pipeline"]
     frames, sizes = pad_to_largest(case["raw_frames"])
@@ -208,20 +234,20 @@ def test_raw_frames_through_our_input_path_match(inputs: dict, outputs: dict) ->
         cnn_weight_decay=1e-3,
     )
     load_weights(module, sd, strict=True)
-    module.eval()
+    module.eval().to(device)
     batch = VideoQABatch(
-        frames=frames[:, None],
+        frames=frames[:, None].to(device),  # what the loader ships: uint8 at the videos' sizes
         frame_sizes=sizes,
-        input_ids=case["text_input_ids"],
-        attention_mask=case["text_input_mask"],
-        visual_index=torch.arange(2),
-        labels=case["labels"],
+        input_ids=case["text_input_ids"].to(device),
+        attention_mask=case["text_input_mask"].to(device),
+        visual_index=torch.arange(2, device=device),
+        labels=case["labels"].to(device),
     ).resized(case["max_img_size"])
     expected = outputs["qa_224_pipeline"]
     with torch.no_grad():
-        _check("logits", module(batch), expected["logits"])
+        _check("logits", module(batch).cpu(), expected["logits"])
         # Golden loss: our training step's loss is the mean of the original's per-example CE.
-        _check("loss", module.training_step(batch, 0), expected["loss"].mean())
+        _check("loss", module.training_step(batch, 0).cpu(), expected["loss"].mean())
 
 
 def _bert_config(model: OriginalClipBert) -> dict:
