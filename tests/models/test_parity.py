@@ -213,7 +213,7 @@ def test_outputs_match_the_original(
         }
     assert sequence.shape[2] == ids.shape[1] + ours["visual_embedding"].shape[1]
     for name, expected in reference.items():
-        _check(name, ours[name], expected)
+        _check(name, ours[name].cpu(), expected)
 
 
 @pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
