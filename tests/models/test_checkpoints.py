@@ -28,8 +28,10 @@ def test_reads_flat_and_wrapped_state_dicts(tmp_path: Path) -> None:
     sd = small().state_dict()
     torch.save(sd, tmp_path / "flat.pt")
     torch.save({"model": sd, "iteration": 7}, tmp_path / "d2.pth")
+    restore = {"global_step": 9, "model_state_dict": sd, "optim_state_dict": {"state": {}}}
+    torch.save(restore, tmp_path / "restore.pt")  # the original's resume file
     save_file(sd, str(tmp_path / "w.safetensors"))
-    for name in ("flat.pt", "d2.pth", "w.safetensors"):
+    for name in ("flat.pt", "d2.pth", "restore.pt", "w.safetensors"):
         loaded = read_state_dict(tmp_path / name)
         assert loaded.keys() == sd.keys()
         assert all(torch.equal(loaded[k], sd[k]) for k in sd)
