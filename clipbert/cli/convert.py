@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 import hydra
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.original_run import load_any_run
@@ -27,8 +27,6 @@ def convert(cfg: DictConfig) -> Path:
     dst = Path(cfg.dst)
     if dst.exists() and not cfg.overwrite:
         raise FileExistsError(f"{dst} exists; pass overwrite=true to replace it")
-    with open_dict(cfg):
-        cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
     run = load_any_run(cfg.src, cfg)
     build_module(run, score_agg=None)  # fails here, not at prediction time, if anything is off
     save_run(run, dst)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
 from clipbert.cli.run_record import LoadedRun, run_from_checkpoint, tokenizer_files
@@ -75,8 +75,11 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
 def load_any_run(path: str | Path, cfg: DictConfig) -> LoadedRun:
     """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``.
 
-    ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it.
+    ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it, and
+    its ``paths.data_root`` becomes ``data_root`` (when given), made absolute.
     """
+    with open_dict(cfg):
+        cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
     checkpoint = load_plain(path)
     run = run_from_checkpoint(checkpoint)
     if run is not None:

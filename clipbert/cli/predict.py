@@ -11,7 +11,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.original_run import load_any_run
@@ -102,8 +102,6 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     output_dir = Path(cfg.paths.output_dir)
-    with open_dict(cfg):
-        cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
     run = load_any_run(cfg.ckpt_path, cfg)
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
     datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))

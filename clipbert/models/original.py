@@ -100,9 +100,10 @@ class OriginalClipBert(nn.Module):
     ) -> Tensor:
         """Per-clip logits stacked clip-first, (num_clips, rows, C), as the original's loop does.
 
-        visual_inputs (B, num_clips * T, 3, H, W): RGB, 0-255 minus the pixel mean (the
-        original's ``ImageNorm``), clips one after another along the time axis. For ``mc`` the
-        rows are questions and C the options.
+        visual_inputs (B, num_clips * T, 3, H, W), clips one after another along the time axis
+        as the original's loader gives them, or (B, num_clips, T, 3, H, W): RGB, 0-255 minus
+        the pixel mean (the original's ``ImageNorm``). For ``mc`` the rows are questions and
+        C the options.
         """
         frames = _split_clips(visual_inputs, num_clips)
         counts = self._examples_per_video(n_examples_list, frames.shape[0], text_input_ids.shape[0])
@@ -222,9 +223,16 @@ def _head_width(sd: dict[str, Tensor]) -> int:
 
 
 def _split_clips(visual_inputs: Tensor, num_clips: int) -> Tensor:
-    """(B, N*T, 3, H, W) -> (B, N, T, 3, H, W)."""
+    """(B, N*T, 3, H, W), the original's loader layout, or (B, N, T, 3, H, W) -> the latter."""
+    if visual_inputs.dim() == 6:
+        if num_clips not in (1, visual_inputs.shape[1]):
+            raise ValueError(f"visual_inputs hold {visual_inputs.shape[1]} clips, not {num_clips}")
+        return visual_inputs
     if visual_inputs.dim() != 5:
-        raise ValueError(f"visual_inputs must be (B, T, 3, H, W), got {tuple(visual_inputs.shape)}")
+        raise ValueError(
+            f"visual_inputs must be (B, T, 3, H, W) or (B, N, T, 3, H, W), "
+            f"got {tuple(visual_inputs.shape)}"
+        )
     if num_clips < 1 or visual_inputs.shape[1] % num_clips:
         raise ValueError(f"{visual_inputs.shape[1]} frames do not split into {num_clips} clips")
     return visual_inputs.unflatten(1, (num_clips, -1))

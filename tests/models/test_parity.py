@@ -294,8 +294,10 @@ def test_multi_clip_aggregation(meta: dict, inputs: dict, score_agg: str) -> Non
     with torch.no_grad():
         per_clip = torch.stack([model(visual, ids, mask), model(visual.flip(-1), ids, mask)])
         stacked = model.clip_logits(clips, ids, mask, num_clips=2)
+        six_d = model.clip_logits(clips.unflatten(1, (2, 2)), ids, mask)
         aggregated = model(clips, ids, mask, num_clips=2, score_agg=score_agg)
     torch.testing.assert_close(stacked, per_clip, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(six_d, stacked)
     expected = {
         "mean": per_clip.mean(0),
         "max": per_clip.max(0).values,
