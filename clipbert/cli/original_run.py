@@ -47,7 +47,10 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
     hidden = sd["backbone.bert.embeddings.word_embeddings.weight"].shape[1]
     heads = listed.num_attention_heads if listed.hidden_size == hidden else None
     datamodule = cfg.task.datamodule
-    answers = answer_vocabulary(load_ans2label(datamodule.ans2label))
+    ans2label = datamodule.get("ans2label")
+    answers = (
+        {"answer_vocabulary": answer_vocabulary(load_ans2label(ans2label))} if ans2label else {}
+    )
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for key, value in ORIGINAL_CNN.items():
         if model["cnn"].get(key) != value:
@@ -63,7 +66,7 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
     return LoadedRun(
         state_dict=sd,
         hyper_parameters={
-            "answer_vocabulary": answers,
+            **answers,
             "answer_types": list(cfg.task.module.get("answer_types", [])),
         },
         config=config,

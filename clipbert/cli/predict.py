@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.original_run import load_any_run
 from clipbert.cli.run_record import LoadedRun
-from clipbert.cli.train import build_backbone
+from clipbert.cli.train import build_backbone, data_kwargs
 from clipbert.files import write_text_atomic
 from clipbert.metrics import QAAccuracy
 from clipbert.tasks.base import SCORE_AGGREGATIONS
@@ -35,7 +35,8 @@ def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> D
     if cfg.data_root:
         old_root, new_root = train_cfg.paths.data_root, str(Path(cfg.data_root).resolve())
         for key in ("txt_db", "vis_db", "ans2label"):
-            dm[key] = _relocate(dm[key], old_root, new_root)
+            if dm.get(key):
+                dm[key] = _relocate(dm[key], old_root, new_root)
     dm.tokenizer_dir = str(tokenizer_dir)
     dm.prepare = None
     dm.predict_split = cfg.split
@@ -62,7 +63,7 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
     module = instantiate(
         train_cfg.task.module,
         backbone=backbone,
-        answer_vocabulary=run.hyper_parameters["answer_vocabulary"],
+        **data_kwargs(run.hyper_parameters.get("answer_vocabulary")),
     )
     module.load_state_dict(run.state_dict, strict=True)
     if score_agg is not None:
@@ -71,14 +72,14 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
 
 
 def score_predictions(records: list[dict], module: pl.LightningModule) -> dict[str, float]:
-    """Accuracy overall and per answer type, from the written predictions."""
-    ans2label = {a: i for i, a in enumerate(module.answer_vocabulary)}
+    """Accuracy overall and per answer type, from the written predictions.
+
+    As the original, a prediction is right when it equals the gold answer string (open-ended;
+    an answer outside the vocabulary is never right) or option index (multiple choice).
+    """
     metric = QAAccuracy(module.hparams.get("answer_types", ()))
-    metric.update(
-        torch.tensor([ans2label[r["prediction"]] for r in records]),
-        torch.tensor([ans2label.get(r["gold"], -1) for r in records]),
-        [r["answer_type"] for r in records],
-    )
+    hits = torch.tensor([int(r["prediction"] == r["gold"]) for r in records])
+    metric.update(hits, torch.ones_like(hits), [r["answer_type"] for r in records])
     return {k: round(float(v), 6) for k, v in metric.compute().items()}
 
 

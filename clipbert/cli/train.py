@@ -32,7 +32,7 @@ def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMod
     datamodule.prepare_data()
     backbone = build_backbone(cfg.model, vocab_size=len(datamodule.tokenizer))
     module = instantiate(
-        cfg.task.module, backbone=backbone, answer_vocabulary=datamodule.answer_vocabulary
+        cfg.task.module, backbone=backbone, **data_kwargs(datamodule.answer_vocabulary)
     )
     if cfg.model.get("init_from"):
         report = initialize_from(module, cfg.model.init_from)
@@ -40,6 +40,11 @@ def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMod
         for key, file_shape, model_shape in report.mismatched:
             log.info("  kept fresh (shape %s in file, %s here): %s", file_shape, model_shape, key)
     return datamodule, module
+
+
+def data_kwargs(answer_vocabulary: list[str] | None) -> dict:
+    """What a task module takes from its data: open-ended QA its answer vocabulary."""
+    return {} if answer_vocabulary is None else {"answer_vocabulary": answer_vocabulary}
 
 
 def _instantiate_all(group: DictConfig | None) -> list:

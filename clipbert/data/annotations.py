@@ -26,6 +26,27 @@ class VideoQAExample:
     answer_type: str | None
 
 
+@dataclass(frozen=True)
+class VideoMCExample:
+    """One multiple-choice question about one video (TGIF Action / Transition shape).
+
+    Each option is scored as the single text ``question + " " + option``, as the original does.
+    """
+
+    question_id: int | str
+    video_id: str
+    question: str
+    options: tuple[str, ...]
+    answer: int | None  # index into options; None on a test split without labels
+    answer_type: str | None = None
+
+    def texts(self) -> list[str]:
+        return [f"{self.question} {option}" for option in self.options]
+
+
+VIDEO_ID_FIELDS = ("video_id", "gif_name", "clip_name")
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, object)`` for every non-empty line; a BOM is tolerated."""
     path = Path(path)
@@ -56,25 +77,62 @@ def _text_field(record: dict, key: str, where: str, required: bool = True) -> st
     return str(value)
 
 
-def load_video_qa(path: str | Path) -> list[VideoQAExample]:
-    """Read an open-ended video QA jsonl file.
+def _video_id(record: dict, where: str) -> str:
+    """The video id from ``video_id`` (MSRVTT), ``gif_name`` (TGIF) or ``clip_name``."""
+    for key in VIDEO_ID_FIELDS:
+        if key in record:
+            return _text_field(record, key, where)
+    raise AnnotationError(f"{where}: missing the video id (one of {', '.join(VIDEO_ID_FIELDS)})")
 
-    The video id comes from ``video_id`` (MSRVTT-QA) or ``gif_name`` (TGIF-QA). Without a
-    ``question_id`` field the running line index is used, as the original does.
+
+def _question_id(record: dict, index: int) -> int | str:
+    """The file's ``question_id`` or ``qid``, else the running line index (the original's)."""
+    return record.get("question_id", record.get("qid", index))
+
+
+def load_video_qa(path: str | Path) -> list[VideoQAExample]:
+    """Read an open-ended video QA jsonl file (MSRVTT-QA, TGIF FrameQA)."""
+    examples = []
+    for index, (line_number, record) in enumerate(iter_jsonl(path)):
+        where = f"{path}:{line_number}"
+        examples.append(
+            VideoQAExample(
+                question_id=_question_id(record, index),
+                video_id=_video_id(record, where),
+                question=_text_field(record, "question", where),
+                answer=_text_field(record, "answer", where, required=False),
+                answer_type=_text_field(record, "answer_type", where, required=False),
+            )
+        )
+    if not examples:
+        raise AnnotationError(f"{path}: no examples (the file is empty)")
+    return examples
+
+
+def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample]:
+    """Read a multiple-choice video QA jsonl file (TGIF Action / Transition).
+
+    ``options`` must hold exactly ``num_options`` strings and ``answer`` (when present) an
+    index into them.
     """
     examples = []
     for index, (line_number, record) in enumerate(iter_jsonl(path)):
         where = f"{path}:{line_number}"
-        video_key = "video_id" if "video_id" in record else "gif_name"
-        if video_key not in record:
-            raise AnnotationError(f"{where}: missing field 'video_id' (or 'gif_name')")
-        question_id = record.get("question_id", index)
+        options = record.get("options")
+        if not isinstance(options, list) or len(options) != num_options:
+            raise AnnotationError(f"{where}: 'options' must be a list of {num_options} strings")
+        answer = record.get("answer")
+        if answer is not None and (
+            isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < num_options
+        ):
+            raise AnnotationError(f"{where}: 'answer' must be an option index 0..{num_options - 1}")
         examples.append(
-            VideoQAExample(
-                question_id=question_id,
-                video_id=_text_field(record, video_key, where),
+            VideoMCExample(
+                question_id=_question_id(record, index),
+                video_id=_video_id(record, where),
                 question=_text_field(record, "question", where),
-                answer=_text_field(record, "answer", where, required=False),
+                options=tuple(str(option) for option in options),
+                answer=answer,
                 answer_type=_text_field(record, "answer_type", where, required=False),
             )
         )

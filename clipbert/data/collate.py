@@ -12,12 +12,15 @@ from clipbert.data.transforms import pad_to_largest, resize_pad_batch
 
 @dataclass
 class VideoQABatch:
-    """A batch of V videos and the E questions asked about them.
+    """A batch of V videos and the Q questions asked about them, as R text rows.
+
+    An open-ended question is one row; a multiple-choice question is ``texts_per_question``
+    rows (``question + " " + option``), consecutive. ``labels`` has one entry per question.
 
     ``frames`` leaves the loader as uint8 (V, n_clips, num_frames, 3, H, W) at the videos' own
     sizes (``frame_sizes``, (V, 2)), zero-padded to the largest; ``resized`` turns it into the
-    model's float (V, n_clips, num_frames, 3, S, S) on the device. ``visual_index`` (E,) gives
-    each question's video, so a video is encoded once.
+    model's float (V, n_clips, num_frames, 3, S, S) on the device. ``visual_index`` (R,) gives
+    each text row's video, so a video is encoded once.
     """
 
     frames: torch.Tensor
@@ -26,10 +29,12 @@ class VideoQABatch:
     attention_mask: torch.Tensor
     visual_index: torch.Tensor
     labels: torch.Tensor
+    texts_per_question: int = 1
     question_ids: list = field(default_factory=list)
     questions: list[str] = field(default_factory=list)
-    answers: list[str | None] = field(default_factory=list)
+    answers: list[str | int | None] = field(default_factory=list)
     answer_types: list[str | None] = field(default_factory=list)
+    options: list[tuple[str, ...]] = field(default_factory=list)  # empty when open-ended
 
     def __len__(self) -> int:
         """The number of questions (what metrics and losses average over)."""
@@ -79,8 +84,9 @@ class VideoQACollator:
             return [value for item in items for value in item[key]]
 
         questions = gather("questions")
-        input_ids, attention_mask = self.tokenize(questions)
-        counts = torch.tensor([len(item["questions"]) for item in items])
+        texts = gather("texts")
+        input_ids, attention_mask = self.tokenize(texts)
+        counts = torch.tensor([len(item["texts"]) for item in items])
         frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
         return VideoQABatch(
             frames=frames,
@@ -89,8 +95,10 @@ class VideoQACollator:
             attention_mask=attention_mask,
             visual_index=torch.arange(len(items)).repeat_interleave(counts),
             labels=torch.tensor(gather("labels"), dtype=torch.long),
+            texts_per_question=len(texts) // len(questions),
             question_ids=gather("question_ids"),
             questions=questions,
             answers=gather("answers"),
             answer_types=gather("answer_types"),
+            options=gather("options"),
         )

@@ -1,4 +1,5 @@
-"""LightningDataModule for open-ended video QA over the original's txt_db / vis_db layout."""
+"""LightningDataModule for video QA (open-ended and multiple choice) over the original's
+txt_db / vis_db layout."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 from transformers import BertTokenizerFast
 
-from clipbert.data.annotations import answer_vocabulary, load_ans2label, load_video_qa
+from clipbert.data.annotations import (
+    VideoMCExample,
+    VideoQAExample,
+    answer_vocabulary,
+    load_ans2label,
+    load_video_mc,
+    load_video_qa,
+)
 from clipbert.data.collate import TextTokenizer, VideoQABatch, VideoQACollator
 from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoQADataset
 from clipbert.data.decoding import build_decoder
@@ -35,13 +43,16 @@ def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
 
 
 class VideoQADataModule(pl.LightningDataModule):
-    """Builds train/val/test/predict loaders for open-ended video QA.
+    """Builds train/val/test/predict loaders for video QA.
 
     ``batch_size`` counts videos; each brings up to ``max_texts_per_video`` of its questions
     (the original's ``max_n_example_per_group``, 1 for its video tasks).
 
-    Training questions whose answer is outside ``ans2label`` are skipped and counted (the
-    original raised ``KeyError``); in evaluation they stay and count as wrong.
+    Open-ended (``num_options`` None): answers are classified over ``ans2label``. Training
+    questions whose answer is outside it are skipped and counted (``oov_training: skip``) or
+    stop the run (``error``, the original's ``KeyError``); in evaluation they stay and count as
+    wrong. Multiple choice (``num_options`` = 5 for TGIF Action / Transition): each option is
+    one text, ``ans2label`` is not used.
     """
 
     def __init__(
@@ -49,7 +60,6 @@ class VideoQADataModule(pl.LightningDataModule):
         *,
         txt_db: str,
         vis_db: str,
-        ans2label: str,
         tokenizer_dir: str,
         splits: Mapping[str, str],
         image_size: int,
@@ -64,6 +74,9 @@ class VideoQADataModule(pl.LightningDataModule):
         decoder: str = "decord",
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
+        ans2label: str | None = None,
+        num_options: int | None = None,
+        oov_training: str = "skip",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -72,7 +85,13 @@ class VideoQADataModule(pl.LightningDataModule):
             raise ValueError(f"image_size must be an int >= 32 (one res5 cell), got {image_size!r}")
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
-        self.ans2label_path = Path(ans2label)
+        if (ans2label is None) == (num_options is None):
+            raise ValueError("give ans2label (open-ended QA) or num_options (multiple choice)")
+        if oov_training not in ("skip", "error"):
+            raise ValueError(f"oov_training must be 'skip' or 'error', got '{oov_training}'")
+        self.ans2label_path = Path(ans2label) if ans2label is not None else None
+        self.num_options = num_options
+        self.oov_training = oov_training
         self.tokenizer_dir = Path(tokenizer_dir)
         self.splits = dict(splits)
         self.image_size = image_size
@@ -96,13 +115,13 @@ class VideoQADataModule(pl.LightningDataModule):
             self._prepare()
 
     @cached_property
-    def ans2label(self) -> dict[str, int]:
-        return load_ans2label(self.ans2label_path)
+    def ans2label(self) -> dict[str, int] | None:
+        return None if self.ans2label_path is None else load_ans2label(self.ans2label_path)
 
     @property
-    def answer_vocabulary(self) -> list[str]:
-        """Answers indexed by label."""
-        return answer_vocabulary(self.ans2label)
+    def answer_vocabulary(self) -> list[str] | None:
+        """Answers indexed by label; None for multiple choice."""
+        return None if self.ans2label is None else answer_vocabulary(self.ans2label)
 
     @cached_property
     def tokenizer(self) -> BertTokenizerFast:
@@ -113,20 +132,36 @@ class VideoQADataModule(pl.LightningDataModule):
             raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
         return self.txt_db / self.splits[split]
 
+    def _in_vocabulary(self, examples: list[VideoQAExample], path: Path) -> list[VideoQAExample]:
+        """Training examples whose answer has a label; the rest skipped and counted, or an error."""
+        kept = [e for e in examples if e.answer in self.ans2label]
+        self.skipped_out_of_vocabulary = len(examples) - len(kept)
+        if self.skipped_out_of_vocabulary and self.oov_training == "error":
+            first = next(e for e in examples if e.answer not in self.ans2label)
+            raise ValueError(
+                f"{path}: {self.skipped_out_of_vocabulary} training answers are not in "
+                f"{self.ans2label_path} (first: '{first.answer}', question {first.question_id}); "
+                "extend the vocabulary or set task.datamodule.oov_training=skip"
+            )
+        if self.skipped_out_of_vocabulary:
+            log.warning(
+                "%s: skipped %d training questions whose answer is not in %s",
+                path,
+                self.skipped_out_of_vocabulary,
+                self.ans2label_path,
+            )
+        return kept
+
     def build_dataset(self, split: str) -> VideoQADataset:
-        examples = load_video_qa(self.split_path(split))
+        path = self.split_path(split)
         is_train = split == "train"
-        if is_train:
-            kept = [e for e in examples if e.answer in self.ans2label]
-            self.skipped_out_of_vocabulary = len(examples) - len(kept)
-            if self.skipped_out_of_vocabulary:
-                log.warning(
-                    "%s: skipped %d training questions whose answer is not in %s",
-                    self.split_path(split),
-                    self.skipped_out_of_vocabulary,
-                    self.ans2label_path,
-                )
-            examples = kept
+        examples: list[VideoQAExample] | list[VideoMCExample]
+        if self.num_options is None:
+            examples = load_video_qa(path)
+            if is_train:
+                examples = self._in_vocabulary(examples, path)
+        else:
+            examples = load_video_mc(path, self.num_options)
         reader = VideoClipReader(
             store=open_store(self.vis_db),
             decoder=build_decoder(self.decoder_name),
@@ -138,7 +173,7 @@ class VideoQADataModule(pl.LightningDataModule):
             split,
             len(examples),
             len({e.video_id for e in examples}),
-            self.split_path(split),
+            path,
         )
         return dataset
 

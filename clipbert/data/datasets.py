@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from clipbert.data.annotations import VideoQAExample
+from clipbert.data.annotations import VideoMCExample, VideoQAExample
 from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
@@ -71,8 +71,8 @@ class VideoClipReader:
 
 
 def group_by_video(
-    examples: Sequence[VideoQAExample], max_per_video: int
-) -> list[list[VideoQAExample]]:
+    examples: Sequence[VideoQAExample | VideoMCExample], max_per_video: int
+) -> list[list[VideoQAExample | VideoMCExample]]:
     """Chunks of at most ``max_per_video`` questions sharing one video, in first-seen order.
 
     This is the original's ``max_n_example_per_group``: the questions of one chunk share one
@@ -80,7 +80,7 @@ def group_by_video(
     """
     if max_per_video < 1:
         raise ValueError(f"max_texts_per_video must be >= 1 (got {max_per_video})")
-    by_video: dict[str, list[VideoQAExample]] = {}
+    by_video: dict[str, list[VideoQAExample | VideoMCExample]] = {}
     for example in examples:
         by_video.setdefault(example.video_id, []).append(example)
     return [
@@ -91,13 +91,18 @@ def group_by_video(
 
 
 class VideoQADataset(Dataset):
-    """One item per video chunk: the video's clips and up to ``max_texts_per_video`` questions."""
+    """One item per video chunk: the video's clips and up to ``max_texts_per_video`` questions.
+
+    Open-ended questions (``VideoQAExample``) give one text each, labelled through
+    ``ans2label`` (``IGNORE_LABEL`` when the answer is outside it). Multiple-choice questions
+    (``VideoMCExample``) give one text per option and their answer index as the label.
+    """
 
     def __init__(
         self,
-        examples: Sequence[VideoQAExample],
+        examples: Sequence[VideoQAExample | VideoMCExample],
         read_clips: VideoClipReader,
-        ans2label: dict[str, int],
+        ans2label: dict[str, int] | None = None,
         max_texts_per_video: int = 1,
     ) -> None:
         self.groups = group_by_video(examples, max_texts_per_video)
@@ -108,14 +113,27 @@ class VideoQADataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
+    def _label(self, example: VideoQAExample | VideoMCExample) -> int:
+        if isinstance(example, VideoMCExample):
+            return IGNORE_LABEL if example.answer is None else example.answer
+        if self.ans2label is None:
+            raise ValueError("open-ended questions need an ans2label vocabulary")
+        return self.ans2label.get(example.answer, IGNORE_LABEL)
+
     def __getitem__(self, index: int) -> dict:
         group = self.groups[index]
         return {
             "frames": self.read_clips(group[0].video_id),
             "video_id": group[0].video_id,
+            "texts": [text for e in group for text in _texts(e)],
             "questions": [e.question for e in group],
-            "labels": [self.ans2label.get(e.answer, IGNORE_LABEL) for e in group],
+            "labels": [self._label(e) for e in group],
             "question_ids": [e.question_id for e in group],
             "answers": [e.answer for e in group],
+            "options": [getattr(e, "options", ()) for e in group],
             "answer_types": [e.answer_type for e in group],
         }
+
+
+def _texts(example: VideoQAExample | VideoMCExample) -> list[str]:
+    return example.texts() if isinstance(example, VideoMCExample) else [example.question]

@@ -1,4 +1,5 @@
-"""Open-ended video QA (MSRVTT-QA, TGIF FrameQA, the demo): classify over an answer vocabulary."""
+"""Video QA: open-ended (MSRVTT-QA, TGIF FrameQA, the demo) and multiple choice (TGIF Action,
+Transition). Both classify, so they share loss, metrics and the evaluation loop."""
 
 from __future__ import annotations
 
@@ -16,48 +17,26 @@ from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
 TOP_K = 5
 
 
-class VideoQATask(ClipBertTask):
-    """Per-clip MLP logits, aggregated over clips by ``score_agg``, cross-entropy over answers.
+class _QATask(ClipBertTask):
+    """Cross-entropy on clip-aggregated logits, accuracy overall and per answer type.
 
-    The classifier is ``max(len(vocabulary), min_num_labels)`` wide as in the original
-    (1500 for MSRVTT-QA, 1540 for FrameQA); predictions are restricted to real answers.
+    Subclasses give ``forward`` (logits per question over its candidate answers) and
+    ``describe`` (one readable prediction record per question).
     """
 
-    def __init__(
-        self,
-        backbone,
-        *,
-        answer_vocabulary: Sequence[str],
-        answer_types: Sequence[str] = (),
-        min_num_labels: int = 0,
-        classifier_dropout: float = 0.1,
-        **task_kwargs,
-    ) -> None:
+    def __init__(self, backbone, *, answer_types: Sequence[str] = (), **task_kwargs) -> None:
         super().__init__(backbone, **task_kwargs)
-        self.answer_vocabulary = list(answer_vocabulary)
-        # Plain lists only: checkpoints must load with torch.load(weights_only=True).
-        self.save_hyperparameters(
-            {"answer_vocabulary": self.answer_vocabulary, "answer_types": list(answer_types)}
-        )
-        num_labels = max(len(self.answer_vocabulary), min_num_labels)
-        self.head = MLPClassifier(backbone.hidden_size, num_labels, dropout=classifier_dropout)
+        self.answer_types = list(answer_types)
         self.val_acc = QAAccuracy(answer_types)
         self.test_acc = QAAccuracy(answer_types)
-
-    def forward(self, batch: VideoQABatch) -> torch.Tensor:
-        """Aggregated answer logits (B, num_labels)."""
-        pooled = self.backbone(
-            batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
-        )
-        return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         losses = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
         return losses / (labels != IGNORE_LABEL).sum().clamp(min=1)
 
-    def _answer_scores(self, logits: torch.Tensor) -> torch.Tensor:
-        """Probabilities over the real answers only (columns past the vocabulary dropped)."""
-        return logits[:, : len(self.answer_vocabulary)].float().softmax(dim=-1)
+    def _candidates(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits of the answers that can be predicted (all of them by default)."""
+        return logits
 
     def training_step(self, batch: VideoQABatch, batch_idx: int) -> torch.Tensor:
         loss = self._loss(self(batch), batch.labels)
@@ -67,8 +46,7 @@ class VideoQATask(ClipBertTask):
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.labels), batch_size=len(batch))
-        predicted = logits[:, : len(self.answer_vocabulary)].argmax(dim=-1)
-        metric.update(predicted, batch.labels, batch.answer_types)
+        metric.update(self._candidates(logits).argmax(dim=-1), batch.labels, batch.answer_types)
 
     def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
         values = metric.compute()
@@ -89,22 +67,110 @@ class VideoQATask(ClipBertTask):
         self._log_metric("test", self.test_acc)
 
     def predict_step(self, batch: VideoQABatch, batch_idx: int) -> list[dict]:
-        scores = self._answer_scores(self(batch))
+        scores = self._candidates(self(batch)).float().softmax(dim=-1)
         top = scores.topk(min(TOP_K, scores.shape[-1]), dim=-1)
-        records = []
-        for i in range(len(batch)):
-            answers = [self.answer_vocabulary[j] for j in top.indices[i].tolist()]
-            records.append(
-                {
-                    "question_id": batch.question_ids[i],
-                    "question": batch.questions[i],
-                    "answer_type": batch.answer_types[i],
-                    "prediction": answers[0],
-                    "top5": [
-                        {"answer": a, "prob": round(p, 6)}
-                        for a, p in zip(answers, top.values[i].tolist(), strict=True)
-                    ],
-                    "gold": batch.answers[i],
-                }
+        return [
+            {
+                "question_id": batch.question_ids[i],
+                "question": batch.questions[i],
+                "answer_type": batch.answer_types[i],
+                **self.describe(batch, i, top.indices[i].tolist(), top.values[i].tolist()),
+                "gold": batch.answers[i],
+            }
+            for i in range(len(batch))
+        ]
+
+    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+        """The prediction fields of question ``i``'s record, from its top-k candidates."""
+        raise NotImplementedError
+
+
+class VideoQATask(_QATask):
+    """Open-ended: per-clip MLP logits over the answer vocabulary, aggregated by ``score_agg``.
+
+    The classifier is ``max(len(vocabulary), min_num_labels)`` wide as in the original
+    (1500 for MSRVTT-QA, 1540 for FrameQA); predictions are restricted to real answers.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        answer_vocabulary: Sequence[str],
+        answer_types: Sequence[str] = (),
+        min_num_labels: int = 0,
+        classifier_dropout: float = 0.1,
+        **task_kwargs,
+    ) -> None:
+        super().__init__(backbone, answer_types=answer_types, **task_kwargs)
+        self.answer_vocabulary = list(answer_vocabulary)
+        # Plain lists only: checkpoints must load with torch.load(weights_only=True).
+        self.save_hyperparameters(
+            {"answer_vocabulary": self.answer_vocabulary, "answer_types": self.answer_types}
+        )
+        num_labels = max(len(self.answer_vocabulary), min_num_labels)
+        self.head = MLPClassifier(backbone.hidden_size, num_labels, dropout=classifier_dropout)
+
+    def forward(self, batch: VideoQABatch) -> torch.Tensor:
+        """Aggregated answer logits (Q, num_labels)."""
+        pooled = self.backbone(
+            batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
+        )
+        return aggregate_clip_logits(self.head(pooled), self.score_agg)
+
+    def _candidates(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits[:, : len(self.answer_vocabulary)]  # columns past the vocabulary are padding
+
+    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+        answers = [self.answer_vocabulary[j] for j in indices]
+        return {
+            "prediction": answers[0],
+            "top5": [
+                {"answer": a, "prob": round(p, 6)} for a, p in zip(answers, probs, strict=True)
+            ],
+        }
+
+
+class VideoMCTask(_QATask):
+    """Multiple choice: one score per ``question + " " + option`` row, softmax over the options.
+
+    The head is the MLP with one output (the original's ``ClipBertForMultipleChoice``); the
+    video's CNN features are shared by all its options.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        num_options: int = 5,
+        answer_types: Sequence[str] = (),
+        classifier_dropout: float = 0.1,
+        **task_kwargs,
+    ) -> None:
+        super().__init__(backbone, answer_types=answer_types, **task_kwargs)
+        self.num_options = num_options
+        self.save_hyperparameters({"num_options": num_options, "answer_types": self.answer_types})
+        self.head = MLPClassifier(backbone.hidden_size, 1, dropout=classifier_dropout)
+
+    def forward(self, batch: VideoQABatch) -> torch.Tensor:
+        """Aggregated option logits (Q, num_options)."""
+        if batch.texts_per_question != self.num_options:
+            raise ValueError(
+                f"the batch has {batch.texts_per_question} texts per question; this model "
+                f"scores {self.num_options} options"
             )
-        return records
+        pooled = self.backbone(
+            batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
+        )
+        scores = self.head(pooled).squeeze(-1)  # (Q * options, N)
+        per_clip = scores.unflatten(0, (-1, self.num_options)).transpose(1, 2)  # (Q, N, options)
+        return aggregate_clip_logits(per_clip, self.score_agg)
+
+    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+        return {
+            "options": list(batch.options[i]),
+            "prediction": indices[0],
+            "top5": [
+                {"option": j, "prob": round(p, 6)} for j, p in zip(indices, probs, strict=True)
+            ],
+        }

@@ -51,7 +51,7 @@ def test_bom_is_tolerated(tmp_path: Path) -> None:
     ("line", "message"),
     [
         ("{not json", r"bad.jsonl:2: invalid JSON"),
-        ('{"question": "q"}', r"bad.jsonl:2: missing field 'video_id'"),
+        ('{"question": "q"}', r"bad.jsonl:2: missing the video id"),
         ('{"video_id": "v"}', r"bad.jsonl:2: missing field 'question'"),
         ('{"video_id": ["v"], "question": "q"}', r"bad.jsonl:2: field 'video_id' must be"),
         ("[1, 2]", r"bad.jsonl:2: expected a JSON object"),
