@@ -34,7 +34,7 @@ from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 DATASET_NAME = "demo_video_qa"
 TOKENIZER_NAME = "demo_tokenizer"
 
@@ -61,6 +61,12 @@ SHAPES = ("circle", "square", "triangle")
 COUNT_WORDS = ("one", "two", "three")
 MOTIONS = ("still", "horizontally", "vertically")
 ANSWER_TYPES = ("color", "shape", "count", "motion")
+ANSWER_VALUES: Mapping[str, tuple[str, ...]] = {
+    "color": tuple(COLORS),
+    "shape": SHAPES,
+    "count": COUNT_WORDS,
+    "motion": MOTIONS,
+}
 
 TEMPLATES: Mapping[str, tuple[str, ...]] = {
     "color": (
@@ -84,6 +90,8 @@ TEMPLATES: Mapping[str, tuple[str, ...]] = {
         "how do the shapes move in the video?",
     ),
 }
+
+NUM_OPTIONS = 5
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -114,8 +122,12 @@ class DemoPaths:
         )
 
     def split(self, name: str) -> Path:
-        """The jsonl file of one split."""
+        """The open-ended jsonl file of one split."""
         return self.txt_db / f"{name}.jsonl"
+
+    def mc_split(self, name: str) -> Path:
+        """The multiple-choice jsonl file of one split (same videos and questions)."""
+        return self.txt_db / f"mc_{name}.jsonl"
 
     @property
     def marker(self) -> Path:
@@ -324,6 +336,25 @@ def questions(spec: VideoSpec, rng: np.random.Generator) -> list[dict[str, str]]
     ]
 
 
+def multiple_choice(
+    question: dict[str, str], rng: np.random.Generator
+) -> dict[str, str | int | list[str]]:
+    """The question with 5 options: every answer of its type, filled up with answers of other
+    types, shuffled (TGIF Action / Transition shape: ``options`` and an ``answer`` index)."""
+    kind = question["answer_type"]
+    own = list(ANSWER_VALUES[kind])
+    others = [a for other, values in ANSWER_VALUES.items() if other != kind for a in values]
+    fill = [str(a) for a in rng.choice(others, NUM_OPTIONS - len(own), replace=False)]
+    options = [str(a) for a in rng.permutation(own + fill)]
+    return {
+        "video_id": question["video_id"],
+        "question": question["question"],
+        "options": options,
+        "answer": options.index(question["answer"]),
+        "answer_type": kind,
+    }
+
+
 def all_answers() -> list[str]:
     return sorted([*COLORS, *SHAPES, *COUNT_WORDS, *MOTIONS])
 
@@ -392,15 +423,17 @@ def _generate(staging: DemoPaths, seed: int, sizes: Mapping[str, int], progress:
     question_id = 0
     with tqdm(total=total, desc="demo videos", unit="video", disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
-            rows = []
+            rows, mc_rows = [], []
             for i, spec in enumerate(specs[split]):
                 rng = np.random.default_rng([seed, split_index, i + 1, 1])
                 write_mp4(render_video(spec, rng), staging.raw / f"{spec.video_id}.mp4")
                 for row in questions(spec, rng):
                     rows.append({**row, "question_id": question_id})
+                    mc_rows.append({**multiple_choice(row, rng), "question_id": question_id})
                     question_id += 1
                 bar.update()
             _write_jsonl(staging.split(split), rows)
+            _write_jsonl(staging.mc_split(split), mc_rows)
     ans2label = {answer: label for label, answer in enumerate(all_answers())}
     staging.ans2label.write_text(json.dumps(ans2label, indent=2) + "\n")
     write_tokenizer(staging.tokenizer_dir)
