@@ -44,6 +44,15 @@ class VideoMCExample:
         return [f"{self.question} {option}" for option in self.options]
 
 
+@dataclass(frozen=True)
+class CaptionExample:
+    """One caption (or paragraph) of one video: MSRVTT / DiDeMo / ActivityNet retrieval."""
+
+    caption_id: int | str
+    video_id: str
+    caption: str
+
+
 VIDEO_ID_FIELDS = ("video_id", "gif_name", "clip_name")
 
 
@@ -134,6 +143,27 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
                 options=tuple(str(option) for option in options),
                 answer=answer,
                 answer_type=_text_field(record, "answer_type", where, required=False),
+            )
+        )
+    if not examples:
+        raise AnnotationError(f"{path}: no examples (the file is empty)")
+    return examples
+
+
+def load_captions(path: str | Path) -> list[CaptionExample]:
+    """Read a retrieval jsonl file (``clip_name`` or ``video_id``, and ``caption``).
+
+    The caption id is the file's ``id`` when present, else the running line index, as the
+    original assigns it.
+    """
+    examples = []
+    for index, (line_number, record) in enumerate(iter_jsonl(path)):
+        where = f"{path}:{line_number}"
+        examples.append(
+            CaptionExample(
+                caption_id=record.get("id", index),
+                video_id=_video_id(record, where),
+                caption=_text_field(record, "caption", where),
             )
         )
     if not examples:

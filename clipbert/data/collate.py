@@ -11,20 +11,40 @@ from clipbert.data.transforms import pad_to_largest, resize_pad_batch
 
 
 @dataclass
-class VideoQABatch:
+class FramesBatch:
+    """Frames as loaders ship them, plus what turns them into model input on the device.
+
+    ``frames`` leaves the loader as uint8 (V, n_clips, num_frames, 3, H, W) at the videos' own
+    sizes (``frame_sizes``, (V, 2)), zero-padded to the largest; ``resized`` turns it into the
+    model's float (V, n_clips, num_frames, 3, S, S).
+    """
+
+    frames: torch.Tensor
+    frame_sizes: torch.Tensor
+
+    def resized(self, image_size: int) -> FramesBatch:
+        """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
+        return replace(self, frames=resize_pad_batch(self.frames, self.frame_sizes, image_size))
+
+    def pin_memory(self) -> FramesBatch:
+        """Called by the DataLoader when ``pin_memory=True``."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                setattr(self, f.name, value.pin_memory())
+        return self
+
+
+@dataclass
+class VideoQABatch(FramesBatch):
     """A batch of V videos and the Q questions asked about them, as R text rows.
 
     An open-ended question is one row; a multiple-choice question is ``texts_per_question``
     rows (``question + " " + option``), consecutive. ``labels`` has one entry per question.
 
-    ``frames`` leaves the loader as uint8 (V, n_clips, num_frames, 3, H, W) at the videos' own
-    sizes (``frame_sizes``, (V, 2)), zero-padded to the largest; ``resized`` turns it into the
-    model's float (V, n_clips, num_frames, 3, S, S) on the device. ``visual_index`` (R,) gives
-    each text row's video, so a video is encoded once.
+    ``visual_index`` (R,) gives each text row's video, so a video is encoded once.
     """
 
-    frames: torch.Tensor
-    frame_sizes: torch.Tensor
     input_ids: torch.Tensor
     attention_mask: torch.Tensor
     visual_index: torch.Tensor
@@ -40,17 +60,29 @@ class VideoQABatch:
         """The number of questions (what metrics and losses average over)."""
         return self.labels.shape[0]
 
-    def resized(self, image_size: int) -> VideoQABatch:
-        """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
-        return replace(self, frames=resize_pad_batch(self.frames, self.frame_sizes, image_size))
 
-    def pin_memory(self) -> VideoQABatch:
-        """Called by the DataLoader when ``pin_memory=True``."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, torch.Tensor):
-                setattr(self, f.name, value.pin_memory())
-        return self
+@dataclass
+class PairBatch(FramesBatch):
+    """Retrieval training: R (text, video) pairs over V videos, labelled 1 (match) or 0."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    visual_index: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.labels.shape[0]
+
+
+@dataclass
+class VideoBatch(FramesBatch):
+    """Videos alone, for ranking: ``indices`` into the split's video list."""
+
+    indices: torch.Tensor
+    video_ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return self.indices.shape[0]
 
 
 class TextTokenizer:
@@ -102,3 +134,35 @@ class VideoQACollator:
             answer_types=gather("answer_types"),
             options=gather("options"),
         )
+
+
+class PairCollator:
+    """Batches :class:`~clipbert.data.datasets.ImageTextMatchingDataset` items."""
+
+    def __init__(self, tokenize: TextTokenizer) -> None:
+        self.tokenize = tokenize
+
+    def __call__(self, items: list[dict]) -> PairBatch:
+        texts = [text for item in items for text in item["texts"]]
+        input_ids, attention_mask = self.tokenize(texts)
+        counts = torch.tensor([len(item["texts"]) for item in items])
+        frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
+        return PairBatch(
+            frames=frames,
+            frame_sizes=frame_sizes,
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            visual_index=torch.arange(len(items)).repeat_interleave(counts),
+            labels=torch.tensor([label for item in items for label in item["labels"]]),
+        )
+
+
+def collate_videos(items: list[dict]) -> VideoBatch:
+    """Batches :class:`~clipbert.data.datasets.VideoListDataset` items."""
+    frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
+    return VideoBatch(
+        frames=frames,
+        frame_sizes=frame_sizes,
+        indices=torch.tensor([item["index"] for item in items]),
+        video_ids=[item["video_id"] for item in items],
+    )

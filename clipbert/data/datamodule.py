@@ -1,5 +1,5 @@
-"""LightningDataModule for video QA (open-ended and multiple choice) over the original's
-txt_db / vis_db layout."""
+"""LightningDataModules over the original's txt_db / vis_db layout: video QA (open-ended and
+multiple choice) and text-video retrieval share stores, sampling, tokenizer and loaders."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, Dataset
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import (
@@ -18,11 +19,24 @@ from clipbert.data.annotations import (
     VideoQAExample,
     answer_vocabulary,
     load_ans2label,
+    load_captions,
     load_video_mc,
     load_video_qa,
 )
-from clipbert.data.collate import TextTokenizer, VideoQABatch, VideoQACollator
-from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoQADataset
+from clipbert.data.collate import (
+    FramesBatch,
+    PairCollator,
+    TextTokenizer,
+    VideoQACollator,
+    collate_videos,
+)
+from clipbert.data.datasets import (
+    FrameSampling,
+    ImageTextMatchingDataset,
+    VideoClipReader,
+    VideoListDataset,
+    VideoQADataset,
+)
 from clipbert.data.decoding import build_decoder
 from clipbert.data.stores import open_store
 
@@ -42,17 +56,11 @@ def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
-class VideoQADataModule(pl.LightningDataModule):
-    """Builds train/val/test/predict loaders for video QA.
+class ClipBertDataModule(pl.LightningDataModule):
+    """What every task's data shares: stores, sparse sampling, the tokenizer, the loaders and
+    the exact resize on the device. Subclasses build one dataset per split.
 
-    ``batch_size`` counts videos; each brings up to ``max_texts_per_video`` of its questions
-    (the original's ``max_n_example_per_group``, 1 for its video tasks).
-
-    Open-ended (``num_options`` None): answers are classified over ``ans2label``. Training
-    questions whose answer is outside it are skipped and counted (``oov_training: skip``) or
-    stop the run (``error``, the original's ``KeyError``); in evaluation they stay and count as
-    wrong. Multiple choice (``num_options`` = 5 for TGIF Action / Transition): each option is
-    one text, ``ans2label`` is not used.
+    ``batch_size`` counts videos (each brings its texts).
     """
 
     def __init__(
@@ -68,15 +76,11 @@ class VideoQADataModule(pl.LightningDataModule):
         eval_sampling: Mapping[str, Any],
         batch_size: int,
         eval_batch_size: int,
-        max_texts_per_video: int = 1,
         num_workers: int = 0,
         pin_memory: bool = False,
         decoder: str = "decord",
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
-        ans2label: str | None = None,
-        num_options: int | None = None,
-        oov_training: str = "skip",
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -85,13 +89,6 @@ class VideoQADataModule(pl.LightningDataModule):
             raise ValueError(f"image_size must be an int >= 32 (one res5 cell), got {image_size!r}")
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
-        if (ans2label is None) == (num_options is None):
-            raise ValueError("give ans2label (open-ended QA) or num_options (multiple choice)")
-        if oov_training not in ("skip", "error"):
-            raise ValueError(f"oov_training must be 'skip' or 'error', got '{oov_training}'")
-        self.ans2label_path = Path(ans2label) if ans2label is not None else None
-        self.num_options = num_options
-        self.oov_training = oov_training
         self.tokenizer_dir = Path(tokenizer_dir)
         self.splits = dict(splits)
         self.image_size = image_size
@@ -100,19 +97,115 @@ class VideoQADataModule(pl.LightningDataModule):
         self.eval_sampling = FrameSampling(**eval_sampling)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
-        self.max_texts_per_video = max_texts_per_video
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.decoder_name = decoder
         self.predict_split = predict_split
         self._prepare = prepare
-        self.datasets: dict[str, VideoQADataset] = {}
-        self.skipped_out_of_vocabulary = 0
+        self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
         """Run the task's preparation hook (the demo generates its data here)."""
         if self._prepare is not None:
             self._prepare()
+
+    @property
+    def answer_vocabulary(self) -> list[str] | None:
+        """Answers indexed by label, for tasks that classify over a vocabulary."""
+        return None
+
+    @cached_property
+    def tokenizer(self) -> BertTokenizerFast:
+        return load_tokenizer(self.tokenizer_dir)
+
+    @property
+    def text_tokenizer(self) -> TextTokenizer:
+        return TextTokenizer(self.tokenizer, self.max_txt_len)
+
+    def split_path(self, split: str) -> Path:
+        if split not in self.splits:
+            raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
+        return self.txt_db / self.splits[split]
+
+    def clip_reader(self, split: str) -> VideoClipReader:
+        return VideoClipReader(
+            store=open_store(self.vis_db),
+            decoder=build_decoder(self.decoder_name),
+            sampling=self.train_sampling if split == "train" else self.eval_sampling,
+        )
+
+    def build_dataset(self, split: str) -> Dataset:
+        raise NotImplementedError
+
+    def collate_fn(self, split: str) -> Callable[[list[dict]], FramesBatch]:
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        splits = STAGE_SPLITS.get(stage, (self.predict_split,))
+        for split in splits:
+            if split not in self.datasets:
+                self.datasets[split] = self.build_dataset(split)
+
+    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
+        return DataLoader(
+            self.datasets[split],
+            batch_size=self.batch_size if shuffle else self.eval_batch_size,
+            shuffle=shuffle,
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory,
+            persistent_workers=self.num_workers > 0,
+            collate_fn=self.collate_fn(split),
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader(self.predict_split, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: FramesBatch, dataloader_idx: int) -> FramesBatch:
+        """Resize and pad the uint8 frames on the device, exactly as the original (float)."""
+        return batch.resized(self.image_size)
+
+
+class VideoQADataModule(ClipBertDataModule):
+    """Video QA: each video brings up to ``max_texts_per_video`` of its questions (the
+    original's ``max_n_example_per_group``, 1 for its video tasks).
+
+    Open-ended (``num_options`` None): answers are classified over ``ans2label``. Training
+    questions whose answer is outside it are skipped and counted (``oov_training: skip``) or
+    stop the run (``error``, the original's ``KeyError``); in evaluation they stay and count as
+    wrong. Multiple choice (``num_options`` = 5 for TGIF Action / Transition): each option is
+    one text, ``ans2label`` is not used.
+    """
+
+    def __init__(
+        self,
+        *,
+        ans2label: str | None = None,
+        num_options: int | None = None,
+        oov_training: str = "skip",
+        max_texts_per_video: int = 1,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if (ans2label is None) == (num_options is None):
+            raise ValueError("give ans2label (open-ended QA) or num_options (multiple choice)")
+        if oov_training not in ("skip", "error"):
+            raise ValueError(f"oov_training must be 'skip' or 'error', got '{oov_training}'")
+        self.ans2label_path = Path(ans2label) if ans2label is not None else None
+        self.num_options = num_options
+        self.oov_training = oov_training
+        self.max_texts_per_video = max_texts_per_video
+        self.skipped_out_of_vocabulary = 0
 
     @cached_property
     def ans2label(self) -> dict[str, int] | None:
@@ -122,15 +215,6 @@ class VideoQADataModule(pl.LightningDataModule):
     def answer_vocabulary(self) -> list[str] | None:
         """Answers indexed by label; None for multiple choice."""
         return None if self.ans2label is None else answer_vocabulary(self.ans2label)
-
-    @cached_property
-    def tokenizer(self) -> BertTokenizerFast:
-        return load_tokenizer(self.tokenizer_dir)
-
-    def split_path(self, split: str) -> Path:
-        if split not in self.splits:
-            raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
-        return self.txt_db / self.splits[split]
 
     def _in_vocabulary(self, examples: list[VideoQAExample], path: Path) -> list[VideoQAExample]:
         """Training examples whose answer has a label; the rest skipped and counted, or an error."""
@@ -154,20 +238,16 @@ class VideoQADataModule(pl.LightningDataModule):
 
     def build_dataset(self, split: str) -> VideoQADataset:
         path = self.split_path(split)
-        is_train = split == "train"
         examples: list[VideoQAExample] | list[VideoMCExample]
         if self.num_options is None:
             examples = load_video_qa(path)
-            if is_train:
+            if split == "train":
                 examples = self._in_vocabulary(examples, path)
         else:
             examples = load_video_mc(path, self.num_options)
-        reader = VideoClipReader(
-            store=open_store(self.vis_db),
-            decoder=build_decoder(self.decoder_name),
-            sampling=self.train_sampling if is_train else self.eval_sampling,
+        dataset = VideoQADataset(
+            examples, self.clip_reader(split), self.ans2label, self.max_texts_per_video
         )
-        dataset = VideoQADataset(examples, reader, self.ans2label, self.max_texts_per_video)
         log.info(
             "%s split: %d questions about %d videos from %s",
             split,
@@ -177,37 +257,71 @@ class VideoQADataModule(pl.LightningDataModule):
         )
         return dataset
 
-    def setup(self, stage: str) -> None:
-        splits = STAGE_SPLITS.get(stage, (self.predict_split,))
-        for split in splits:
-            if split not in self.datasets:
-                self.datasets[split] = self.build_dataset(split)
+    def collate_fn(self, split: str) -> VideoQACollator:
+        return VideoQACollator(self.text_tokenizer)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
-        if split not in self.datasets:
-            raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
-        return DataLoader(
-            self.datasets[split],
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
-            collate_fn=VideoQACollator(TextTokenizer(self.tokenizer, self.max_txt_len)),
+
+class RankingTexts:
+    """All captions of an evaluation split, tokenized once, and each one's video."""
+
+    def __init__(
+        self,
+        captions: list[str],
+        caption_ids: list,
+        text_to_video: torch.Tensor,
+        video_ids: list[str],
+        tokenize: TextTokenizer,
+    ) -> None:
+        self.captions = captions
+        self.caption_ids = caption_ids
+        self.text_to_video = text_to_video
+        self.video_ids = video_ids
+        self.input_ids, self.attention_mask = tokenize(captions)
+
+    def __len__(self) -> int:
+        return len(self.captions)
+
+
+class RetrievalDataModule(ClipBertDataModule):
+    """Text-video retrieval (MSRVTT, DiDeMo and ActivityNet paragraphs).
+
+    Training yields each caption with its video and ``num_negatives`` captions of other videos
+    (image-text matching). Evaluation yields each distinct video once; the task scores every
+    caption of the split (``ranking_texts``) against it.
+    """
+
+    def __init__(self, *, num_negatives: int = 1, **common: Any) -> None:
+        super().__init__(**common)
+        self.num_negatives = num_negatives
+        self.ranking: dict[str, RankingTexts] = {}
+
+    def build_dataset(self, split: str) -> Dataset:
+        path = self.split_path(split)
+        examples = load_captions(path)
+        log.info(
+            "%s split: %d captions of %d videos from %s",
+            split,
+            len(examples),
+            len({e.video_id for e in examples}),
+            path,
         )
+        if split == "train":
+            return ImageTextMatchingDataset(examples, self.clip_reader(split), self.num_negatives)
+        video_ids = list(dict.fromkeys(e.video_id for e in examples))
+        position = {video_id: i for i, video_id in enumerate(video_ids)}
+        self.ranking[split] = RankingTexts(
+            captions=[e.caption for e in examples],
+            caption_ids=[e.caption_id for e in examples],
+            text_to_video=torch.tensor([position[e.video_id] for e in examples]),
+            video_ids=video_ids,
+            tokenize=self.text_tokenizer,
+        )
+        return VideoListDataset(video_ids, self.clip_reader(split))
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+    def ranking_texts(self, split: str) -> RankingTexts:
+        if split not in self.ranking:
+            raise RuntimeError(f"call setup() for the '{split}' split before ranking it")
+        return self.ranking[split]
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_split, shuffle=False)
-
-    def on_after_batch_transfer(self, batch: VideoQABatch, dataloader_idx: int) -> VideoQABatch:
-        """Resize and pad the uint8 frames on the device, exactly as the original (float)."""
-        return batch.resized(self.image_size)
+    def collate_fn(self, split: str) -> Callable[[list[dict]], FramesBatch]:
+        return PairCollator(self.text_tokenizer) if split == "train" else collate_videos

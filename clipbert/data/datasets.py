@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from clipbert.data.annotations import VideoMCExample, VideoQAExample
+from clipbert.data.annotations import CaptionExample, VideoMCExample, VideoQAExample
 from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
@@ -137,3 +137,58 @@ class VideoQADataset(Dataset):
 
 def _texts(example: VideoQAExample | VideoMCExample) -> list[str]:
     return example.texts() if isinstance(example, VideoMCExample) else [example.question]
+
+
+class ImageTextMatchingDataset(Dataset):
+    """Retrieval training: each caption with its video (label 1) and ``num_negatives`` captions
+    of other videos (label 0), drawn afresh every time the item is read, as the original.
+
+    Texts are ordered [positive, its negatives]; the video is decoded once for all of them.
+    """
+
+    def __init__(
+        self,
+        examples: Sequence[CaptionExample],
+        read_clips: VideoClipReader,
+        num_negatives: int = 1,
+    ) -> None:
+        if len({e.video_id for e in examples}) < 2 and num_negatives > 0:
+            raise ValueError("negative captions need at least two videos")
+        self.examples = list(examples)
+        self.read_clips = read_clips
+        self.num_negatives = num_negatives
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def _negative(self, video_id: str) -> CaptionExample:
+        # Uniform over captions of other videos; torch's RNG so workers draw differently.
+        while True:
+            candidate = self.examples[int(torch.randint(len(self.examples), ()).item())]
+            if candidate.video_id != video_id:
+                return candidate
+
+    def __getitem__(self, index: int) -> dict:
+        positive = self.examples[index]
+        negatives = [self._negative(positive.video_id) for _ in range(self.num_negatives)]
+        return {
+            "frames": self.read_clips(positive.video_id),
+            "video_id": positive.video_id,
+            "texts": [positive.caption, *(n.caption for n in negatives)],
+            "labels": [1] + [0] * self.num_negatives,
+        }
+
+
+class VideoListDataset(Dataset):
+    """Each distinct video of a split once, for ranking all captions against all videos."""
+
+    def __init__(self, video_ids: Sequence[str], read_clips: VideoClipReader) -> None:
+        self.video_ids = list(video_ids)
+        self.read_clips = read_clips
+
+    def __len__(self) -> int:
+        return len(self.video_ids)
+
+    def __getitem__(self, index: int) -> dict:
+        video_id = self.video_ids[index]
+        return {"frames": self.read_clips(video_id), "video_id": video_id, "index": index}

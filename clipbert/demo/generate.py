@@ -34,7 +34,7 @@ from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 DATASET_NAME = "demo_video_qa"
 TOKENIZER_NAME = "demo_tokenizer"
 
@@ -92,6 +92,17 @@ TEMPLATES: Mapping[str, tuple[str, ...]] = {
 }
 
 NUM_OPTIONS = 5
+CAPTION_TEMPLATES = (
+    "{count} {color} {shape} {motion}",
+    "a video of {count} {color} {shape} {motion}",
+    "there are {count} {color} {shape} {motion}",
+)
+MOTION_PHRASES: Mapping[str, str] = {
+    "still": "standing still",
+    "horizontally": "moving horizontally",
+    "vertically": "moving vertically",
+}
+CAPTIONS_PER_TRAIN_VIDEO = 2
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 _WORD = re.compile(r"\w+|[^\w\s]")
@@ -128,6 +139,10 @@ class DemoPaths:
     def mc_split(self, name: str) -> Path:
         """The multiple-choice jsonl file of one split (same videos and questions)."""
         return self.txt_db / f"mc_{name}.jsonl"
+
+    def retrieval_split(self, name: str) -> Path:
+        """The captions of one split's videos (2 per training video, 1 per evaluation video)."""
+        return self.txt_db / f"ret_{name}.jsonl"
 
     @property
     def marker(self) -> Path:
@@ -355,6 +370,13 @@ def multiple_choice(
     }
 
 
+def captions(spec: VideoSpec, rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` captions naming every attribute of the video (MSRVTT retrieval shape)."""
+    values = {**answers(spec), "motion": MOTION_PHRASES[spec.motion]}
+    templates = rng.choice(CAPTION_TEMPLATES, n, replace=False)
+    return [str(template).format(**values) for template in templates]
+
+
 def all_answers() -> list[str]:
     return sorted([*COLORS, *SHAPES, *COUNT_WORDS, *MOTIONS])
 
@@ -362,6 +384,8 @@ def all_answers() -> list[str]:
 def vocabulary() -> list[str]:
     """WordPiece vocabulary: special tokens, then every word and punctuation mark, sorted."""
     texts = [t for templates in TEMPLATES.values() for t in templates] + all_answers()
+    texts += [t.format(count="", color="", shape="", motion="") for t in CAPTION_TEMPLATES]
+    texts += list(MOTION_PHRASES.values())
     words = {w for text in texts for w in _WORD.findall(text.lower())}
     return [*SPECIAL_TOKENS, *sorted(words)]
 
@@ -423,7 +447,8 @@ def _generate(staging: DemoPaths, seed: int, sizes: Mapping[str, int], progress:
     question_id = 0
     with tqdm(total=total, desc="demo videos", unit="video", disable=not progress) as bar:
         for split_index, split in enumerate(SPLITS):
-            rows, mc_rows = [], []
+            rows, mc_rows, caption_rows = [], [], []
+            n_captions = CAPTIONS_PER_TRAIN_VIDEO if split == "train" else 1
             for i, spec in enumerate(specs[split]):
                 rng = np.random.default_rng([seed, split_index, i + 1, 1])
                 write_mp4(render_video(spec, rng), staging.raw / f"{spec.video_id}.mp4")
@@ -431,9 +456,12 @@ def _generate(staging: DemoPaths, seed: int, sizes: Mapping[str, int], progress:
                     rows.append({**row, "question_id": question_id})
                     mc_rows.append({**multiple_choice(row, rng), "question_id": question_id})
                     question_id += 1
+                for caption in captions(spec, rng, n_captions):
+                    caption_rows.append({"clip_name": spec.video_id, "caption": caption})
                 bar.update()
             _write_jsonl(staging.split(split), rows)
             _write_jsonl(staging.mc_split(split), mc_rows)
+            _write_jsonl(staging.retrieval_split(split), caption_rows)
     ans2label = {answer: label for label, answer in enumerate(all_answers())}
     staging.ans2label.write_text(json.dumps(ans2label, indent=2) + "\n")
     write_tokenizer(staging.tokenizer_dir)

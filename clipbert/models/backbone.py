@@ -100,22 +100,32 @@ class ClipBertBackbone(nn.Module):
             visual_index = torch.arange(num_videos, device=frames.device)
         grid = self.encode_frames(frames)  # (V, N, T, h, w, H)
         pair_grid = grid[visual_index].flatten(0, 1)  # (E*N, T, h, w, H), text-major
-        visual = self.visual_embeddings(pair_grid)
-        pair_ids = input_ids.repeat_interleave(num_clips, dim=0)
-        text = self.bert.embeddings(input_ids=pair_ids)
-        embeddings = torch.cat([text, visual], dim=1)
-        mask = torch.cat(
-            [
-                attention_mask.repeat_interleave(num_clips, dim=0),
-                attention_mask.new_ones(visual.shape[:2]),
-            ],
-            dim=1,
+        hidden = self.joint(
+            self.visual_embeddings(pair_grid),
+            input_ids.repeat_interleave(num_clips, dim=0),
+            attention_mask.repeat_interleave(num_clips, dim=0),
         )
+        return hidden.unflatten(0, (num_texts, num_clips))
+
+    def video_tokens(self, frames: Tensor) -> Tensor:
+        """Visual tokens (V, N, tokens, H) of each clip, to pair with many texts in evaluation.
+
+        Equal to what ``encode`` computes per pair in eval mode, where the visual embeddings
+        draw no dropout or token sampling; training keeps per-pair draws through ``encode``.
+        """
+        grid = self.encode_frames(frames)  # (V, N, T, h, w, H)
+        return self.visual_embeddings(grid.flatten(0, 1)).unflatten(0, grid.shape[:2])
+
+    def joint(self, visual: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """BERT over ``[text ; visual]`` for P pairs: visual (P, tokens, H), ids and mask (P, L)
+        -> hidden (P, L + tokens, H). Visual tokens are never masked."""
+        text = self.bert.embeddings(input_ids=input_ids)
+        embeddings = torch.cat([text, visual], dim=1)
+        mask = torch.cat([attention_mask, attention_mask.new_ones(visual.shape[:2])], dim=1)
         mask = create_bidirectional_mask(
             config=self.bert.config, inputs_embeds=embeddings, attention_mask=mask
         )
-        hidden = self.bert.encoder(embeddings, attention_mask=mask).last_hidden_state
-        return hidden.unflatten(0, (num_texts, num_clips))
+        return self.bert.encoder(embeddings, attention_mask=mask).last_hidden_state
 
     def forward(
         self,

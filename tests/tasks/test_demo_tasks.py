@@ -6,20 +6,20 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from clipbert.cli import CONFIG_DIR
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
 from tests.helpers import compose_config
 
-DEMO_TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("demo_*.yaml"))
+QA_DEMO_TASKS = ["demo_mc", "demo_video_qa"]
 QUESTIONS_PER_TEST_VIDEO = 4
 TEST_VIDEOS = 8
 
 
-@pytest.mark.parametrize("task", DEMO_TASKS)
+@pytest.mark.parametrize("task", QA_DEMO_TASKS)
 def test_demo_task_trains_and_predicts(train_config, tmp_path: Path, task: str) -> None:
     cfg = train_config(f"task={task}", "test=false")
     metrics = train(cfg)
@@ -49,3 +49,36 @@ def test_multiple_choice_texts_are_question_then_option(train_config) -> None:
     assert all(len(options) == 5 for options in batch.options)
     first = datamodule.tokenizer.decode(batch.input_ids[0], skip_special_tokens=True)
     assert first == f"{batch.questions[0]} {batch.options[0][0]}"
+
+
+def test_retrieval_demo_trains_and_ranks(train_config) -> None:
+    cfg = train_config("task=demo_retrieval", "task.module.ranking_pairs=5")
+    metrics = train(cfg)
+    for direction in ("t2v", "v2t"):
+        assert 0.0 <= metrics[f"test/r1_{direction}"] <= metrics[f"test/r5_{direction}"] <= 1.0
+        assert 1.0 <= metrics[f"test/median_rank_{direction}"] <= TEST_VIDEOS
+    assert metrics["test/r10_t2v"] == 1.0  # 8 test videos: the gold is always in the top 10
+
+
+def test_ranking_scores_equal_pairwise_scores(train_config) -> None:
+    """Scoring caption blocks against cached video tokens = scoring each pair on its own."""
+    from clipbert.cli.train import build_task
+
+    cfg = train_config("task=demo_retrieval", "task.module.ranking_pairs=3")
+    datamodule, module = build_task(cfg)
+    module.eval()
+    datamodule.setup("test")
+    texts = datamodule.ranking_texts("test")
+    batch = datamodule.on_after_batch_transfer(next(iter(datamodule.test_dataloader())), 0)
+    matrix = module.score_videos(batch.frames, texts)
+    assert matrix.shape == (len(texts), len(batch))
+    with torch.no_grad():
+        for t in (0, 5):
+            for v in (0, 3):
+                pooled = module.backbone(
+                    batch.frames[v : v + 1],
+                    texts.input_ids[t : t + 1],
+                    texts.attention_mask[t : t + 1],
+                )
+                probs = module.head(pooled).squeeze(1).softmax(-1)[0, 1]
+                assert matrix[t, v].item() == pytest.approx(probs.item(), abs=1e-5)
