@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from pathlib import Path
@@ -15,11 +14,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.original_run import load_any_run
+from clipbert.cli.outputs import write_qa, write_retrieval
 from clipbert.cli.run_record import LoadedRun
 from clipbert.cli.train import build_backbone, data_kwargs
-from clipbert.files import write_text_atomic
-from clipbert.metrics import QAAccuracy
 from clipbert.tasks.base import SCORE_AGGREGATIONS
+from clipbert.tasks.retrieval import RetrievalTask
 
 log = logging.getLogger(__name__)
 
@@ -71,18 +70,6 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
     return module.eval()
 
 
-def score_predictions(records: list[dict], module: pl.LightningModule) -> dict[str, float]:
-    """Accuracy overall and per answer type, from the written predictions.
-
-    As the original, a prediction is right when it equals the gold answer string (open-ended;
-    an answer outside the vocabulary is never right) or option index (multiple choice).
-    """
-    metric = QAAccuracy(module.hparams.get("answer_types", ()))
-    hits = torch.tensor([int(r["prediction"] == r["gold"]) for r in records])
-    metric.update(hits, torch.ones_like(hits), [r["answer_type"] for r in records])
-    return {k: round(float(v), 6) for k, v in metric.compute().items()}
-
-
 def summary_table(metrics: dict[str, float], header: str) -> str:
     width = max(len(k) for k in metrics)
     rows = [header, f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
@@ -91,7 +78,7 @@ def summary_table(metrics: dict[str, float], header: str) -> str:
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
-    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write predictions.jsonl and metrics.json.
+    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write our outputs and the original's.
 
     ``cfg.ckpt_path`` is a clipbert ``.ckpt`` or, with ``cfg.task`` naming its task, an
     original ClipBERT checkpoint.
@@ -116,22 +103,24 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         default_root_dir=str(output_dir),
     )
     batches = trainer.predict(module, datamodule=datamodule)
-    records = [record for batch in batches for record in batch]
-
-    predictions_file = output_dir / "predictions.jsonl"
-    write_text_atomic(predictions_file, "".join(json.dumps(r) + "\n" for r in records))
-    has_gold = all(r["gold"] is not None for r in records)
-    metrics = score_predictions(records, module) if has_gold else {}
-    metrics_file = output_dir / "metrics.json"
-    write_text_atomic(metrics_file, json.dumps(metrics, indent=2) + "\n")
 
     sampling = datamodule.eval_sampling
-    header = (
-        f"{cfg.split}: {len(records)} questions, n_clips={sampling.n_clips}, "
-        f"num_frames={sampling.num_frames}, score_agg={module.score_agg}"
+    setting = (
+        f"n_clips={sampling.n_clips}, num_frames={sampling.num_frames}, "
+        f"score_agg={module.score_agg}"
     )
+    if isinstance(module, RetrievalTask):
+        texts = datamodule.ranking_texts(cfg.split)
+        metrics, files = write_retrieval(batches, output_dir, texts)
+        header = f"{cfg.split}: {len(texts)} captions x {len(texts.video_ids)} videos, {setting}"
+    else:
+        records = [record for batch in batches for record in batch]
+        metrics, files = write_qa(
+            records, output_dir, module.hparams.get("answer_vocabulary"), module.answer_types
+        )
+        header = f"{cfg.split}: {len(records)} questions, {setting}"
     print(summary_table(metrics, header) if metrics else header + " (no gold answers)")
-    print(f"predictions: {predictions_file}\nmetrics:     {metrics_file}")
+    print("wrote:\n" + "\n".join(f"  {path}" for path in files))
     return metrics
 
 

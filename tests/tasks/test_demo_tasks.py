@@ -36,6 +36,13 @@ def test_demo_task_trains_and_predicts(train_config, tmp_path: Path, task: str) 
     hits = sum(r["prediction"] == r["gold"] for r in records)
     assert scores["acc"] == pytest.approx(hits / len(records))
     assert {r["answer_type"] for r in records} == {"color", "shape", "count", "motion"}
+    # The original's result files, for scripts written against it.
+    original = json.loads((out / "results_all.json").read_text())
+    assert [o["question_id"] for o in original] == [r["question_id"] for r in records]
+    assert all(isinstance(o["answer"], int) for o in original)
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["overall_acc"] == round(100 * hits / len(records), 2)
+    assert scores["ratios"]["color_ratio"] == [25.0, TEST_VIDEOS]
 
 
 def test_multiple_choice_texts_are_question_then_option(train_config) -> None:
@@ -51,13 +58,31 @@ def test_multiple_choice_texts_are_question_then_option(train_config) -> None:
     assert first == f"{batch.questions[0]} {batch.options[0][0]}"
 
 
-def test_retrieval_demo_trains_and_ranks(train_config) -> None:
+def test_retrieval_demo_trains_ranks_and_predicts(train_config, tmp_path: Path) -> None:
     cfg = train_config("task=demo_retrieval", "task.module.ranking_pairs=5")
     metrics = train(cfg)
     for direction in ("t2v", "v2t"):
         assert 0.0 <= metrics[f"test/r1_{direction}"] <= metrics[f"test/r5_{direction}"] <= 1.0
         assert 1.0 <= metrics[f"test/median_rank_{direction}"] <= TEST_VIDEOS
     assert metrics["test/r10_t2v"] == 1.0  # 8 test videos: the gold is always in the top 10
+
+    out = tmp_path / "predict"
+    best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+    pcfg = compose_config("predict", [f"ckpt_path={best}", "split=test", "num_workers=0"])
+    with open_dict(pcfg):
+        pcfg.paths.output_dir = str(out)
+    predicted = predict(pcfg)
+    assert predicted["r1_t2v"] == pytest.approx(metrics["test/r1_t2v"])
+    rankings = [json.loads(line) for line in (out / "rankings.jsonl").read_text().splitlines()]
+    assert len(rankings) == TEST_VIDEOS and len(rankings[0]["top5"]) == 5
+    results = json.loads((out / "results.json").read_text())
+    assert len(results) == TEST_VIDEOS * TEST_VIDEOS and set(results[0]) == {
+        "vid_id",
+        "txt_id",
+        "score",
+    }
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["text2video"]["r1"] == round(100 * predicted["r1_t2v"], 2)
 
 
 def test_ranking_scores_equal_pairwise_scores(train_config) -> None:
