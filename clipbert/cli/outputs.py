@@ -11,7 +11,7 @@ import torch
 
 from clipbert.data.datamodule import RankingTexts
 from clipbert.files import write_text_atomic
-from clipbert.metrics import QAAccuracy, retrieval_metrics
+from clipbert.metrics import QAAccuracy, VQAScore, retrieval_metrics
 
 
 def _write_json(path: Path, value: object) -> Path:
@@ -23,14 +23,21 @@ def _percent(value: float) -> float:
 
 
 def score_qa_records(records: list[dict], answer_types: list[str]) -> dict[str, float]:
-    """Accuracy overall and per answer type, from the written predictions.
+    """Accuracy (or the VQA score) overall and per answer type, from the written predictions.
 
     As the original, a prediction is right when it equals the gold answer string (open-ended;
-    an answer outside the vocabulary is never right) or option index (multiple choice).
+    an answer outside the vocabulary is never right) or option index (multiple choice). Image
+    QA records carry ``gold_scores``: a prediction earns its gold soft score, or 0.
     """
-    metric = QAAccuracy(answer_types)
-    hits = torch.tensor([int(r["prediction"] == r["gold"]) for r in records])
-    metric.update(hits, torch.ones_like(hits), [r["answer_type"] for r in records])
+    kinds = [r["answer_type"] for r in records]
+    if "gold_scores" in records[0]:
+        metric = VQAScore(answer_types)
+        earned = torch.tensor([[r["gold_scores"].get(r["prediction"], 0.0)] for r in records])
+        metric.update(torch.zeros(len(records), dtype=torch.long), earned, kinds)
+    else:
+        metric = QAAccuracy(answer_types)
+        hits = torch.tensor([int(r["prediction"] == r["gold"]) for r in records])
+        metric.update(hits, torch.ones_like(hits), kinds)
     return {k: round(float(v), 6) for k, v in metric.compute().items()}
 
 
@@ -46,27 +53,34 @@ def write_qa(
             output_dir / "predictions.jsonl", "".join(json.dumps(r) + "\n" for r in records)
         )
     ]
+    image_qa = bool(records) and "gold_scores" in records[0]
     label = {a: i for i, a in enumerate(answer_vocabulary or [])}
-    original = [
-        {
-            "question_id": r["question_id"],
-            "answer": label[r["prediction"]] if answer_vocabulary else r["prediction"],
-            "data": {
-                "question": r["question"],
-                "answer": r["gold"],
-                "answer_type": r["answer_type"],
-            },
-        }
-        for r in records
-    ]
+    if image_qa:  # the VQA submission format, as the original writes it
+        original: list[dict] = [
+            {"question_id": r["question_id"], "answer": r["prediction"]} for r in records
+        ]
+    else:
+        original = [
+            {
+                "question_id": r["question_id"],
+                "answer": label[r["prediction"]] if answer_vocabulary else r["prediction"],
+                "data": {
+                    "question": r["question"],
+                    "answer": r["gold"],
+                    "answer_type": r["answer_type"],
+                },
+            }
+            for r in records
+        ]
     files.append(_write_json(output_dir / "results_all.json", original))
     metrics: dict[str, float] = {}
     if records and all(r["gold"] is not None for r in records):
         metrics = score_qa_records(records, answer_types)
         counts = Counter(r["answer_type"] for r in records)
-        scores: dict = {"overall_acc": _percent(metrics["acc"])}
+        name = "score" if image_qa else "acc"
+        scores: dict = {"overall_acc": _percent(metrics[name])}
         for kind in answer_types:
-            scores[f"{kind}_acc"] = _percent(metrics[f"acc_{kind}"])
+            scores[f"{kind}_acc"] = _percent(metrics[f"{name}_{kind}"])
         scores["ratios"] = {
             f"{kind}_ratio": [_percent(counts[kind] / len(records)), counts[kind]]
             for kind in answer_types

@@ -53,6 +53,24 @@ class CaptionExample:
     caption: str
 
 
+@dataclass(frozen=True)
+class ImageQAExample:
+    """One question about one image (VQA 2.0 shape): answers with soft scores."""
+
+    question_id: int | str
+    video_id: str  # the image's store key; named as for videos so grouping code is shared
+    question: str
+    answer_scores: dict[str, float] | None  # answer -> soft score; None on a test split
+    answer_type: str | None = None
+
+    @property
+    def answer(self) -> str | None:
+        """The highest-scoring gold answer (for readable outputs)."""
+        if not self.answer_scores:
+            return None
+        return max(self.answer_scores, key=self.answer_scores.__getitem__)
+
+
 VIDEO_ID_FIELDS = ("video_id", "gif_name", "clip_name")
 
 
@@ -164,6 +182,36 @@ def load_captions(path: str | Path) -> list[CaptionExample]:
                 caption_id=record.get("id", index),
                 video_id=_video_id(record, where),
                 caption=_text_field(record, "caption", where),
+            )
+        )
+    if not examples:
+        raise AnnotationError(f"{path}: no examples (the file is empty)")
+    return examples
+
+
+def load_image_qa(path: str | Path) -> list[ImageQAExample]:
+    """Read an image QA jsonl file: ``image_id``, ``question``, ``question_id``, optional
+    ``labels`` (answer -> soft score, e.g. 0.3/0.6/0.9/1.0) and ``answer_type``."""
+    examples = []
+    for index, (line_number, record) in enumerate(iter_jsonl(path)):
+        where = f"{path}:{line_number}"
+        if "image_id" not in record:
+            raise AnnotationError(f"{where}: missing field 'image_id'")
+        labels = record.get("labels")
+        if labels is not None and (
+            not isinstance(labels, dict)
+            or not all(isinstance(v, int | float) and 0 <= v <= 1 for v in labels.values())
+        ):
+            raise AnnotationError(f"{where}: 'labels' must map answers to scores in [0, 1]")
+        examples.append(
+            ImageQAExample(
+                question_id=_question_id(record, index),
+                video_id=_text_field(record, "image_id", where),
+                question=_text_field(record, "question", where),
+                answer_scores=None
+                if labels is None
+                else {str(k): float(v) for k, v in labels.items()},
+                answer_type=_text_field(record, "answer_type", where, required=False),
             )
         )
     if not examples:

@@ -55,6 +55,7 @@ class VideoQABatch(FramesBatch):
     answers: list[str | int | None] = field(default_factory=list)
     answer_types: list[str | None] = field(default_factory=list)
     options: list[tuple[str, ...]] = field(default_factory=list)  # empty when open-ended
+    target_scores: torch.Tensor | None = None  # image QA: (Q, num_labels) soft scores
 
     def __len__(self) -> int:
         """The number of questions (what metrics and losses average over)."""
@@ -106,10 +107,22 @@ class TextTokenizer:
 
 
 class VideoQACollator:
-    """Turns a list of :class:`~clipbert.data.datasets.VideoQADataset` items into a batch."""
+    """Turns a list of :class:`~clipbert.data.datasets.VideoQADataset` items into a batch.
 
-    def __init__(self, tokenize: TextTokenizer) -> None:
+    With ``num_labels`` (image QA) it also scatters each question's soft answer scores into a
+    dense (Q, num_labels) target, as the original's VQA loader does.
+    """
+
+    def __init__(self, tokenize: TextTokenizer, num_labels: int | None = None) -> None:
         self.tokenize = tokenize
+        self.num_labels = num_labels
+
+    def _target_scores(self, per_question: list[dict[int, float]]) -> torch.Tensor:
+        target = torch.zeros(len(per_question), self.num_labels)
+        for row, scores in enumerate(per_question):
+            for label, score in scores.items():
+                target[row, label] = score
+        return target
 
     def __call__(self, items: list[dict]) -> VideoQABatch:
         def gather(key: str) -> list:
@@ -133,6 +146,9 @@ class VideoQACollator:
             answers=gather("answers"),
             answer_types=gather("answer_types"),
             options=gather("options"),
+            target_scores=None
+            if self.num_labels is None
+            else self._target_scores(gather("answer_scores")),
         )
 
 

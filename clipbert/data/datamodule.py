@@ -20,6 +20,7 @@ from clipbert.data.annotations import (
     answer_vocabulary,
     load_ans2label,
     load_captions,
+    load_image_qa,
     load_video_mc,
     load_video_qa,
 )
@@ -32,6 +33,7 @@ from clipbert.data.collate import (
 )
 from clipbert.data.datasets import (
     FrameSampling,
+    ImageReader,
     ImageTextMatchingDataset,
     VideoClipReader,
     VideoListDataset,
@@ -72,10 +74,10 @@ class ClipBertDataModule(pl.LightningDataModule):
         splits: Mapping[str, str],
         image_size: int,
         max_txt_len: int,
-        train_sampling: Mapping[str, Any],
-        eval_sampling: Mapping[str, Any],
         batch_size: int,
         eval_batch_size: int,
+        train_sampling: Mapping[str, Any] | None = None,
+        eval_sampling: Mapping[str, Any] | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
         decoder: str = "decord",
@@ -93,8 +95,8 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.splits = dict(splits)
         self.image_size = image_size
         self.max_txt_len = max_txt_len
-        self.train_sampling = FrameSampling(**train_sampling)
-        self.eval_sampling = FrameSampling(**eval_sampling)
+        self.train_sampling = FrameSampling(**(train_sampling or {}))
+        self.eval_sampling = FrameSampling(**(eval_sampling or {}))
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -259,6 +261,50 @@ class VideoQADataModule(ClipBertDataModule):
 
     def collate_fn(self, split: str) -> VideoQACollator:
         return VideoQACollator(self.text_tokenizer)
+
+
+class ImageQADataModule(VideoQADataModule):
+    """Image QA (VQA 2.0 and any set in its jsonl shape): images from the store, soft-scored
+    answers over ``ans2label``, up to ``max_texts_per_video`` (2 for VQA) questions per image.
+
+    Training questions with no answer in the vocabulary are skipped and counted.
+    """
+
+    def __init__(self, *, ans2label: str, max_texts_per_video: int = 2, **common: Any) -> None:
+        common.setdefault("train_sampling", {"n_clips": 1, "num_frames": 1})
+        common.setdefault("eval_sampling", {"n_clips": 1, "num_frames": 1})
+        super().__init__(ans2label=ans2label, max_texts_per_video=max_texts_per_video, **common)
+
+    def clip_reader(self, split: str) -> ImageReader:
+        return ImageReader(open_store(self.vis_db))
+
+    def build_dataset(self, split: str) -> VideoQADataset:
+        path = self.split_path(split)
+        examples = load_image_qa(path)
+        if split == "train":
+            kept = [e for e in examples if any(a in self.ans2label for a in e.answer_scores or {})]
+            self.skipped_out_of_vocabulary = len(examples) - len(kept)
+            if self.skipped_out_of_vocabulary:
+                log.warning(
+                    "%s: skipped %d training questions with no answer in %s",
+                    path,
+                    self.skipped_out_of_vocabulary,
+                    self.ans2label_path,
+                )
+            examples = kept
+        log.info(
+            "%s split: %d questions about %d images from %s",
+            split,
+            len(examples),
+            len({e.video_id for e in examples}),
+            path,
+        )
+        return VideoQADataset(
+            examples, self.clip_reader(split), self.ans2label, self.max_texts_per_video
+        )
+
+    def collate_fn(self, split: str) -> VideoQACollator:
+        return VideoQACollator(self.text_tokenizer, num_labels=len(self.ans2label))
 
 
 class RankingTexts:

@@ -9,8 +9,13 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import Dataset
 
-from clipbert.data.annotations import CaptionExample, VideoMCExample, VideoQAExample
-from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo
+from clipbert.data.annotations import (
+    CaptionExample,
+    ImageQAExample,
+    VideoMCExample,
+    VideoQAExample,
+)
+from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo, decode_image
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
 
@@ -70,6 +75,20 @@ class VideoClipReader:
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 
+class ImageReader:
+    """Reads one image from the store as a one-clip, one-frame video: uint8 (1, 1, 3, H, W)."""
+
+    def __init__(self, store: VisualStore) -> None:
+        self.store = store
+
+    def __call__(self, image_id: str) -> torch.Tensor:
+        try:
+            image = decode_image(self.store.get(image_id))
+        except DecodeError as err:
+            raise DecodeError(f"image '{image_id}' in {self.store.path}: {err}") from err
+        return image.unsqueeze(0)
+
+
 def group_by_video(
     examples: Sequence[VideoQAExample | VideoMCExample], max_per_video: int
 ) -> list[list[VideoQAExample | VideoMCExample]]:
@@ -113,7 +132,7 @@ class VideoQADataset(Dataset):
     def __len__(self) -> int:
         return len(self.groups)
 
-    def _label(self, example: VideoQAExample | VideoMCExample) -> int:
+    def _label(self, example: VideoQAExample | VideoMCExample | ImageQAExample) -> int:
         if isinstance(example, VideoMCExample):
             return IGNORE_LABEL if example.answer is None else example.answer
         if self.ans2label is None:
@@ -130,12 +149,19 @@ class VideoQADataset(Dataset):
             "labels": [self._label(e) for e in group],
             "question_ids": [e.question_id for e in group],
             "answers": [e.answer for e in group],
+            "answer_scores": [self._scores(e) for e in group],
             "options": [getattr(e, "options", ()) for e in group],
             "answer_types": [e.answer_type for e in group],
         }
 
+    def _scores(self, example: VideoQAExample | VideoMCExample | ImageQAExample) -> dict:
+        """Label -> soft score of an image QA question (answers outside the vocabulary left
+        out, so they can only lower the score); empty for other questions."""
+        scores = getattr(example, "answer_scores", None) or {}
+        return {self.ans2label[a]: s for a, s in scores.items() if a in self.ans2label}
 
-def _texts(example: VideoQAExample | VideoMCExample) -> list[str]:
+
+def _texts(example: VideoQAExample | VideoMCExample | ImageQAExample) -> list[str]:
     return example.texts() if isinstance(example, VideoMCExample) else [example.question]
 
 

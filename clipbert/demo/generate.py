@@ -27,6 +27,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from PIL import Image
 from tqdm.auto import tqdm
 
 from clipbert.data.lmdb_builder import build_vis_db
@@ -34,8 +35,9 @@ from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 DATASET_NAME = "demo_video_qa"
+IMAGE_DATASET_NAME = "demo_image_qa"
 TOKENIZER_NAME = "demo_tokenizer"
 
 WIDTH = 160
@@ -118,6 +120,9 @@ class DemoPaths:
     raw: Path
     tokenizer_dir: Path
     ans2label: Path
+    image_txt_db: Path  # image QA: still frames of the same kind of scenes (the VQA shape)
+    image_vis_db: Path
+    image_raw: Path
 
     @classmethod
     def under(cls, root: str | Path) -> DemoPaths:
@@ -130,6 +135,9 @@ class DemoPaths:
             raw=root / "raw" / DATASET_NAME,
             tokenizer_dir=root / "pretrained" / TOKENIZER_NAME,
             ans2label=txt_db / "ans2label.json",
+            image_txt_db=root / "txt_db" / IMAGE_DATASET_NAME,
+            image_vis_db=root / "vis_db" / IMAGE_DATASET_NAME,
+            image_raw=root / "raw" / IMAGE_DATASET_NAME,
         )
 
     def split(self, name: str) -> Path:
@@ -150,7 +158,15 @@ class DemoPaths:
 
     def pieces(self) -> tuple[Path, ...]:
         """The directories that are swapped in as a whole once generation succeeds."""
-        return (self.raw, self.vis_db, self.txt_db, self.tokenizer_dir)
+        return (
+            self.raw,
+            self.vis_db,
+            self.txt_db,
+            self.tokenizer_dir,
+            self.image_raw,
+            self.image_vis_db,
+            self.image_txt_db,
+        )
 
 
 @dataclass(frozen=True)
@@ -377,6 +393,75 @@ def captions(spec: VideoSpec, rng: np.random.Generator, n: int) -> list[str]:
     return [str(template).format(**values) for template in templates]
 
 
+IMAGE_QUESTION_TYPES: Mapping[str, str] = {  # demo answer type -> VQA answer type
+    "color": "other",
+    "shape": "other",
+    "count": "number",
+}
+YES_NO_TEMPLATE = "are the shapes {color}?"
+
+
+def image_questions(spec: VideoSpec, image_id: str, rng: np.random.Generator) -> list[dict]:
+    """Colour, shape, count and one yes/no question about a still image (VQA shape: soft
+    ``labels`` and the VQA answer types)."""
+    rows = [
+        {
+            "image_id": image_id,
+            "question": str(rng.choice(TEMPLATES[kind])),
+            "labels": {answer: 1.0},
+            "answer_type": IMAGE_QUESTION_TYPES[kind],
+        }
+        for kind, answer in answers(spec).items()
+        if kind in IMAGE_QUESTION_TYPES
+    ]
+    asked = (
+        spec.color
+        if rng.uniform() < 0.5
+        else str(rng.choice([c for c in COLORS if c != spec.color]))
+    )
+    rows.append(
+        {
+            "image_id": image_id,
+            "question": YES_NO_TEMPLATE.format(color=asked),
+            "labels": {"yes" if asked == spec.color else "no": 1.0},
+            "answer_type": "yes/no",
+        }
+    )
+    return rows
+
+
+def image_answers() -> list[str]:
+    return sorted([*COLORS, *SHAPES, *COUNT_WORDS, "yes", "no"])
+
+
+def _generate_images(staging: DemoPaths, seed: int, sizes: Mapping[str, int], bar: tqdm) -> None:
+    """Still images (the first frame of scenes drawn like the videos) with VQA-shaped questions."""
+    for directory in (staging.image_raw, staging.image_txt_db):
+        directory.mkdir(parents=True)
+    question_id = 0
+    for split_index, split in enumerate(SPLITS):
+        rows = []
+        for i, spec in enumerate(design_split(seed + 1, split, sizes[split])):
+            rng = np.random.default_rng([seed + 1, split_index, i + 1, 1])
+            image_id = spec.video_id.replace("demo_", "img_")
+            Image.fromarray(render_video(spec, rng)[0]).save(staging.image_raw / f"{image_id}.png")
+            for row in image_questions(spec, image_id, rng):
+                rows.append({**row, "question_id": question_id})
+                question_id += 1
+            bar.update()
+        _write_jsonl(staging.image_txt_db / f"{split}.jsonl", rows)
+    ans2label = {answer: label for label, answer in enumerate(image_answers())}
+    (staging.image_txt_db / "ans2label.json").write_text(json.dumps(ans2label, indent=2) + "\n")
+    staging.image_vis_db.parent.mkdir(parents=True, exist_ok=True)
+    build_vis_db(
+        staging.image_raw,
+        staging.image_vis_db,
+        file_type="image",
+        extensions=["png"],
+        progress=False,
+    )
+
+
 def all_answers() -> list[str]:
     return sorted([*COLORS, *SHAPES, *COUNT_WORDS, *MOTIONS])
 
@@ -385,7 +470,7 @@ def vocabulary() -> list[str]:
     """WordPiece vocabulary: special tokens, then every word and punctuation mark, sorted."""
     texts = [t for templates in TEMPLATES.values() for t in templates] + all_answers()
     texts += [t.format(count="", color="", shape="", motion="") for t in CAPTION_TEMPLATES]
-    texts += list(MOTION_PHRASES.values())
+    texts += list(MOTION_PHRASES.values()) + [YES_NO_TEMPLATE.format(color="")]
     words = {w for text in texts for w in _WORD.findall(text.lower())}
     return [*SPECIAL_TOKENS, *sorted(words)]
 
@@ -445,7 +530,8 @@ def _generate(staging: DemoPaths, seed: int, sizes: Mapping[str, int], progress:
     specs = {split: design_split(seed, split, n) for split, n in sizes.items()}
     total = sum(sizes.values())
     question_id = 0
-    with tqdm(total=total, desc="demo videos", unit="video", disable=not progress) as bar:
+    with tqdm(total=2 * total, desc="demo videos", unit="video", disable=not progress) as bar:
+        _generate_images(staging, seed, sizes, bar)
         for split_index, split in enumerate(SPLITS):
             rows, mc_rows, caption_rows = [], [], []
             n_captions = CAPTIONS_PER_TRAIN_VIDEO if split == "train" else 1

@@ -1,0 +1,66 @@
+"""Image QA (VQA 2.0 and sets in its jsonl shape): soft-score BCE, the VQA score."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from clipbert.data.collate import VideoQABatch
+from clipbert.metrics import VQAScore
+from clipbert.tasks.video_qa import VideoQATask
+
+VQA_ANSWER_TYPES = ("yes/no", "number", "other")
+
+
+class ImageQATask(VideoQATask):
+    """An image is a one-frame clip; the head classifies over the answer vocabulary (3129 for
+    VQA). The loss is BCE with the soft scores as targets, summed over labels and averaged
+    over questions, as the original's; the metric is the VQA score (the gold soft score of the
+    predicted answer), overall and per answer type.
+    """
+
+    def __init__(
+        self,
+        backbone,
+        *,
+        answer_vocabulary: Sequence[str],
+        answer_types: Sequence[str] = VQA_ANSWER_TYPES,
+        **task_kwargs,
+    ) -> None:
+        super().__init__(
+            backbone, answer_vocabulary=answer_vocabulary, answer_types=answer_types, **task_kwargs
+        )
+        self.val_acc = VQAScore(answer_types)
+        self.test_acc = VQAScore(answer_types)
+
+    def _loss(self, logits: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+        width = target_scores.shape[1]
+        losses = F.binary_cross_entropy_with_logits(
+            logits[:, :width].float(), target_scores, reduction="none"
+        )
+        return losses.sum(dim=1).mean()
+
+    def training_step(self, batch: VideoQABatch, batch_idx: int) -> torch.Tensor:
+        loss = self._loss(self(batch), batch.target_scores)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
+        return loss
+
+    def _eval_step(self, batch: VideoQABatch, stage: str, metric: VQAScore) -> None:
+        logits = self(batch)
+        self.log(f"{stage}/loss", self._loss(logits, batch.target_scores), batch_size=len(batch))
+        predicted = self._candidates(logits).argmax(dim=-1)
+        metric.update(predicted, batch.target_scores, batch.answer_types)
+
+    def _log_metric(self, stage: str, metric: VQAScore) -> None:
+        values = metric.compute()
+        self.log(f"{stage}/score", values.pop("score"), prog_bar=True)
+        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
+        metric.reset()
+
+    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+        record = super().describe(batch, i, indices, probs)
+        row = batch.target_scores[i]
+        gold = {self.answer_vocabulary[j]: round(row[j].item(), 4) for j in row.nonzero().flatten()}
+        return {**record, "gold_scores": gold}
