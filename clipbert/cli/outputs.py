@@ -90,6 +90,20 @@ def write_qa(
     return metrics, files
 
 
+def write_retrieval_mc(records: list[dict], output_dir: Path, metrics: dict) -> list[Path]:
+    """The original's run_msrvtt_mc.py files: ``{qid: option}`` and the accuracy as text."""
+    files = [
+        _write_json(
+            output_dir / "mc_test_results.json",
+            {str(r["question_id"]): r["prediction"] for r in records},
+        )
+    ]
+    if "acc" in metrics:
+        accuracy = {"mc_accuracy": f"{100 * metrics['acc']:.2f}"}
+        files.append(_write_json(output_dir / "mc_test_scores.json", accuracy))
+    return files
+
+
 def score_matrix(batches: list[dict], num_videos: int) -> torch.Tensor:
     """Assemble predict-step columns into the (num_texts, num_videos) score matrix."""
     indices = torch.cat([b["indices"] for b in batches])

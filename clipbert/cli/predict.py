@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.original_run import load_any_run
-from clipbert.cli.outputs import write_qa, write_retrieval
+from clipbert.cli.outputs import write_qa, write_retrieval, write_retrieval_mc
 from clipbert.cli.run_record import LoadedRun
 from clipbert.cli.train import build_backbone, data_kwargs
 from clipbert.tasks.base import SCORE_AGGREGATIONS
@@ -28,10 +28,14 @@ def _relocate(value: str, old_root: str, new_root: str) -> str:
 
 
 def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> DictConfig:
-    """The training run's datamodule config with this prediction's overrides applied."""
+    """The training run's datamodule config, or that of ``task=NAME`` when given (e.g. the
+    MSRVTT multiple-choice test for a retrieval model), with this prediction's overrides."""
     train_cfg = OmegaConf.create(run.config)
-    dm = train_cfg.task.datamodule
-    if cfg.data_root:
+    if cfg.get("task") is not None:
+        dm = OmegaConf.create(OmegaConf.to_container(cfg.task.datamodule, resolve=True))
+    else:
+        dm = train_cfg.task.datamodule
+    if cfg.data_root and cfg.get("task") is None:
         old_root, new_root = train_cfg.paths.data_root, str(Path(cfg.data_root).resolve())
         for key in ("txt_db", "vis_db", "ans2label"):
             if dm.get(key):
@@ -39,6 +43,10 @@ def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> D
     dm.tokenizer_dir = str(tokenizer_dir)
     dm.prepare = None
     dm.predict_split = cfg.split
+    if cfg.txt_db:  # one jsonl file, as the original's inference_txt_db
+        dm.splits[cfg.split] = str(Path(cfg.txt_db).expanduser().resolve())
+    if cfg.vis_db:
+        dm.vis_db = str(Path(cfg.vis_db).expanduser().resolve())
     if cfg.n_clips is not None:
         dm.eval_sampling.n_clips = cfg.n_clips
     if cfg.batch_size is not None:
@@ -109,15 +117,18 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         f"n_clips={sampling.n_clips}, num_frames={sampling.num_frames}, "
         f"score_agg={module.score_agg}"
     )
-    if isinstance(module, RetrievalTask):
+    if isinstance(batches[0], dict):  # retrieval: score columns of the caption x video matrix
         texts = datamodule.ranking_texts(cfg.split)
         metrics, files = write_retrieval(batches, output_dir, texts)
         header = f"{cfg.split}: {len(texts)} captions x {len(texts.video_ids)} videos, {setting}"
     else:
         records = [record for batch in batches for record in batch]
+        answer_types = getattr(module, "answer_types", [])
         metrics, files = write_qa(
-            records, output_dir, module.hparams.get("answer_vocabulary"), module.answer_types
+            records, output_dir, module.hparams.get("answer_vocabulary"), answer_types
         )
+        if isinstance(module, RetrievalTask):  # the MSRVTT multiple-choice test
+            files += write_retrieval_mc(records, output_dir, metrics)
         header = f"{cfg.split}: {len(records)} questions, {setting}"
     print(summary_table(metrics, header) if metrics else header + " (no gold answers)")
     print("wrote:\n" + "\n".join(f"  {path}" for path in files))

@@ -30,7 +30,8 @@ class VideoQAExample:
 class VideoMCExample:
     """One multiple-choice question about one video (TGIF Action / Transition shape).
 
-    Each option is scored as the single text ``question + " " + option``, as the original does.
+    Each option is scored as the single text ``question + " " + option``, as the original does;
+    without a question (the MSRVTT multiple-choice test) each option is a caption on its own.
     """
 
     question_id: int | str
@@ -41,6 +42,8 @@ class VideoMCExample:
     answer_type: str | None = None
 
     def texts(self) -> list[str]:
+        if not self.question:
+            return list(self.options)
         return [f"{self.question} {option}" for option in self.options]
 
 
@@ -157,7 +160,7 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
             VideoMCExample(
                 question_id=_question_id(record, index),
                 video_id=_video_id(record, where),
-                question=_text_field(record, "question", where),
+                question=_text_field(record, "question", where, required=False) or "",
                 options=tuple(str(option) for option in options),
                 answer=answer,
                 answer_type=_text_field(record, "answer_type", where, required=False),

@@ -124,10 +124,18 @@ class ClipBertDataModule(pl.LightningDataModule):
     def text_tokenizer(self) -> TextTokenizer:
         return TextTokenizer(self.tokenizer, self.max_txt_len)
 
-    def split_path(self, split: str) -> Path:
+    def split_paths(self, split: str) -> list[Path]:
+        """The jsonl files of a split: one, or several read one after another (VQA trains on
+        VQA and Visual Genome questions)."""
         if split not in self.splits:
             raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
-        return self.txt_db / self.splits[split]
+        files = self.splits[split]
+        return [self.txt_db / f for f in ([files] if isinstance(files, str) else files)]
+
+    def load_split(self, split: str, load: Callable[[Path], list]) -> tuple[list, str]:
+        """All examples of a split, and its files named for logs and errors."""
+        paths = self.split_paths(split)
+        return [e for path in paths for e in load(path)], ", ".join(map(str, paths))
 
     def clip_reader(self, split: str) -> VideoClipReader:
         return VideoClipReader(
@@ -218,7 +226,7 @@ class VideoQADataModule(ClipBertDataModule):
         """Answers indexed by label; None for multiple choice."""
         return None if self.ans2label is None else answer_vocabulary(self.ans2label)
 
-    def _in_vocabulary(self, examples: list[VideoQAExample], path: Path) -> list[VideoQAExample]:
+    def _in_vocabulary(self, examples: list[VideoQAExample], path: str) -> list[VideoQAExample]:
         """Training examples whose answer has a label; the rest skipped and counted, or an error."""
         kept = [e for e in examples if e.answer in self.ans2label]
         self.skipped_out_of_vocabulary = len(examples) - len(kept)
@@ -239,14 +247,13 @@ class VideoQADataModule(ClipBertDataModule):
         return kept
 
     def build_dataset(self, split: str) -> VideoQADataset:
-        path = self.split_path(split)
         examples: list[VideoQAExample] | list[VideoMCExample]
         if self.num_options is None:
-            examples = load_video_qa(path)
+            examples, path = self.load_split(split, load_video_qa)
             if split == "train":
                 examples = self._in_vocabulary(examples, path)
         else:
-            examples = load_video_mc(path, self.num_options)
+            examples, path = self.load_split(split, lambda p: load_video_mc(p, self.num_options))
         dataset = VideoQADataset(
             examples, self.clip_reader(split), self.ans2label, self.max_texts_per_video
         )
@@ -279,8 +286,7 @@ class ImageQADataModule(VideoQADataModule):
         return ImageReader(open_store(self.vis_db))
 
     def build_dataset(self, split: str) -> VideoQADataset:
-        path = self.split_path(split)
-        examples = load_image_qa(path)
+        examples, path = self.load_split(split, load_image_qa)
         if split == "train":
             kept = [e for e in examples if any(a in self.ans2label for a in e.answer_scores or {})]
             self.skipped_out_of_vocabulary = len(examples) - len(kept)
@@ -342,8 +348,7 @@ class RetrievalDataModule(ClipBertDataModule):
         self.ranking: dict[str, RankingTexts] = {}
 
     def build_dataset(self, split: str) -> Dataset:
-        path = self.split_path(split)
-        examples = load_captions(path)
+        examples, path = self.load_split(split, load_captions)
         log.info(
             "%s split: %d captions of %d videos from %s",
             split,

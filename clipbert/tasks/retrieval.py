@@ -3,17 +3,33 @@ training, every caption against every video in evaluation."""
 
 from __future__ import annotations
 
+import logging
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from clipbert.data.collate import PairBatch, VideoBatch
+from clipbert.data.collate import PairBatch, VideoBatch, VideoQABatch
 from clipbert.data.datamodule import RankingTexts
-from clipbert.metrics import retrieval_metrics
+from clipbert.metrics import QAAccuracy, retrieval_metrics
 from clipbert.models.heads import MLPClassifier
 from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
 
+log = logging.getLogger(__name__)
+
 MATCH = 1  # the label of a matching pair (the original's ITM convention)
+
+
+def scored_part(matrix: Tensor, text_to_video: Tensor) -> tuple[Tensor, Tensor]:
+    """The videos that were scored (all, unless ``limit_*_batches`` cut the epoch short) and
+    the captions of those videos, with gold indices renumbered to match."""
+    scored = ~torch.isnan(matrix[0]) if len(matrix) else torch.zeros(0, dtype=torch.bool)
+    if bool(scored.all()):
+        return matrix, text_to_video
+    log.warning("ranking %d of %d videos: the evaluation was limited", scored.sum(), len(scored))
+    renumber = torch.cumsum(scored, 0) - 1
+    keep = scored[text_to_video]
+    return matrix[keep][:, scored], renumber[text_to_video[keep]]
 
 
 class RetrievalTask(ClipBertTask):
@@ -22,6 +38,9 @@ class RetrievalTask(ClipBertTask):
     Evaluation computes each video's visual tokens once, then scores caption blocks against
     it: at most ``ranking_pairs`` (caption, clip) sequences go through BERT at a time, which
     bounds memory whatever the split's size. A pair's score is p(match) after clip aggregation.
+
+    On multiple-choice data (the MSRVTT multiple-choice test: 5 candidate captions per video)
+    it answers with the caption of highest p(match), as the original's ``run_msrvtt_mc.py``.
     """
 
     def __init__(
@@ -38,9 +57,10 @@ class RetrievalTask(ClipBertTask):
         self.ranking_pairs = ranking_pairs
         self.head = MLPClassifier(backbone.hidden_size, 2, dropout=classifier_dropout)
         self._columns: list[tuple[Tensor, Tensor]] = []
+        self.mc_acc = QAAccuracy()
 
-    def forward(self, batch: PairBatch) -> Tensor:
-        """Aggregated match logits (R, 2) of the batch's pairs."""
+    def forward(self, batch: PairBatch | VideoQABatch) -> Tensor:
+        """Aggregated match logits (R, 2) of the batch's (text, video) rows."""
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
@@ -88,8 +108,10 @@ class RetrievalTask(ClipBertTask):
             self._columns = []
             return
         texts = self._ranking_texts(split)
-        matrix = self.gather_score_matrix(len(texts.video_ids))
-        metrics = retrieval_metrics(matrix, texts.text_to_video)
+        matrix, text_to_video = scored_part(
+            self.gather_score_matrix(len(texts.video_ids)), texts.text_to_video
+        )
+        metrics = retrieval_metrics(matrix, text_to_video)
         # Every process holds the whole matrix after the gather: no further reduction.
         self.log(f"{stage}/r1_t2v", metrics.pop("r1_t2v"), prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()})
@@ -104,23 +126,54 @@ class RetrievalTask(ClipBertTask):
             scores = self.all_gather(scores).permute(1, 0, 2).flatten(1)
         matrix = scores.new_full((scores.shape[0], num_videos), float("nan"))
         matrix[:, indices] = scores
-        if torch.isnan(matrix).any():
-            raise RuntimeError("some videos of the split were not scored")
         return matrix.cpu()
 
-    def validation_step(self, batch: VideoBatch, batch_idx: int) -> None:
-        self._score_step(batch, "val")
+    def option_scores(self, batch: VideoQABatch) -> Tensor:
+        """p(match) of each candidate caption: (Q, options)."""
+        match = self(batch).float().softmax(dim=-1)[:, MATCH]
+        return match.view(len(batch), batch.texts_per_question)
+
+    def _eval_step(self, batch: VideoBatch | VideoQABatch, split: str) -> None:
+        if isinstance(batch, VideoQABatch):
+            predicted = self.option_scores(batch).argmax(dim=-1)
+            self.mc_acc.update(predicted, batch.labels, batch.answer_types)
+        else:
+            self._score_step(batch, split)
+
+    def _log_eval(self, stage: str) -> None:
+        if self.mc_acc.update_called:
+            self.log(f"{stage}/acc", self.mc_acc.compute()["acc"], prog_bar=True)
+            self.mc_acc.reset()
+        else:
+            self._log_ranking(stage, stage)
+
+    def validation_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_ranking("val", "val")
+        self._log_eval("val")
 
-    def test_step(self, batch: VideoBatch, batch_idx: int) -> None:
-        self._score_step(batch, "test")
+    def test_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_ranking("test", "test")
+        self._log_eval("test")
 
-    def predict_step(self, batch: VideoBatch, batch_idx: int) -> dict:
+    def predict_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> dict | list[dict]:
+        if isinstance(batch, VideoQABatch):
+            scores = self.option_scores(batch)
+            return [
+                {
+                    "question_id": batch.question_ids[i],
+                    "question": batch.questions[i],
+                    "answer_type": batch.answer_types[i],
+                    "options": list(batch.options[i]),
+                    "prediction": int(scores[i].argmax()),
+                    "scores": [round(s, 6) for s in scores[i].tolist()],
+                    "gold": batch.answers[i],
+                }
+                for i in range(len(batch))
+            ]
         split = self.trainer.datamodule.predict_split
         scores = self.score_videos(batch.frames, self._ranking_texts(split))
         return {"indices": batch.indices.cpu(), "scores": scores.cpu()}
