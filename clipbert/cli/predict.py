@@ -95,6 +95,8 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
+    if cfg.get("video") or cfg.get("image"):
+        return predict_one(cfg)
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     output_dir = Path(cfg.paths.output_dir)
@@ -133,6 +135,36 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     print(summary_table(metrics, header) if metrics else header + " (no gold answers)")
     print("wrote:\n" + "\n".join(f"  {path}" for path in files))
     return metrics
+
+
+def predict_one(cfg: DictConfig) -> dict[str, float]:
+    """``video=`` or ``image=`` with ``question=`` (and ``options=``) or ``caption=``: print
+    the answers with their probabilities."""
+    from clipbert.predictor import Predictor  # the predictor builds on this module
+
+    if cfg.get("video") and cfg.get("image"):
+        raise ValueError("give video=PATH or image=PATH, not both")
+    visual = cfg.video or cfg.image
+    device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
+    if cfg.accelerator == "auto" and torch.cuda.is_available():
+        device = "cuda"
+    predictor = Predictor.from_checkpoint(cfg.ckpt_path, device, cfg.n_clips, cfg.score_agg)
+    if cfg.get("caption"):
+        score = predictor.match(visual, cfg.caption)
+        print(f"{visual}\ncaption: {cfg.caption}\np(match) = {score:.4f}")
+        return {"match": score}
+    if not cfg.get("question"):
+        raise ValueError(
+            "give question=TEXT (with options=[...] for multiple choice) or caption=TEXT"
+        )
+    if cfg.get("options"):
+        answers = predictor.choose(visual, cfg.question, list(cfg.options))
+    else:
+        answers = predictor.answer(visual, cfg.question, cfg.top_k)
+    width = max(len(a.answer) for a in answers)
+    print(f"{visual}\nquestion: {cfg.question}")
+    print("\n".join(f"  {a.answer:<{width}}  {a.prob:.4f}" for a in answers))
+    return {a.answer: a.prob for a in answers}
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")

@@ -44,7 +44,7 @@ class VideoClipReader:
 
     def __init__(
         self,
-        store: VisualStore,
+        store: VisualStore | None,
         decoder: VideoDecoder,
         sampling: FrameSampling,
     ) -> None:
@@ -68,10 +68,14 @@ class VideoClipReader:
 
     def __call__(self, video_id: str) -> torch.Tensor:
         """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
+        return self.decode(self.store.get(video_id), f"video '{video_id}' in {self.store.path}")
+
+    def decode(self, data: bytes, name: str) -> torch.Tensor:
+        """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
         try:
-            frames = self.decoder.read(self.store.get(video_id), self._indices)
+            frames = self.decoder.read(data, self._indices)
         except DecodeError as err:
-            raise DecodeError(f"video '{video_id}' in {self.store.path}: {err}") from err
+            raise DecodeError(f"{name}: {err}") from err
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 

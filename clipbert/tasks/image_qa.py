@@ -50,7 +50,7 @@ class ImageQATask(VideoQATask):
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: VQAScore) -> None:
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.target_scores), batch_size=len(batch))
-        predicted = self._candidates(logits).argmax(dim=-1)
+        predicted = self.candidate_logits(logits).argmax(dim=-1)
         metric.update(predicted, batch.target_scores, batch.answer_types)
 
     def _log_metric(self, stage: str, metric: VQAScore) -> None:

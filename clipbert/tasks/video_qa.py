@@ -34,7 +34,7 @@ class _QATask(ClipBertTask):
         losses = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
         return losses / (labels != IGNORE_LABEL).sum().clamp(min=1)
 
-    def _candidates(self, logits: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits of the answers that can be predicted (all of them by default)."""
         return logits
 
@@ -46,7 +46,9 @@ class _QATask(ClipBertTask):
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.labels), batch_size=len(batch))
-        metric.update(self._candidates(logits).argmax(dim=-1), batch.labels, batch.answer_types)
+        metric.update(
+            self.candidate_logits(logits).argmax(dim=-1), batch.labels, batch.answer_types
+        )
 
     def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
         values = metric.compute()
@@ -67,7 +69,7 @@ class _QATask(ClipBertTask):
         self._log_metric("test", self.test_acc)
 
     def predict_step(self, batch: VideoQABatch, batch_idx: int) -> list[dict]:
-        scores = self._candidates(self(batch)).float().softmax(dim=-1)
+        scores = self.candidate_logits(self(batch)).float().softmax(dim=-1)
         top = scores.topk(min(TOP_K, scores.shape[-1]), dim=-1)
         return [
             {
@@ -118,7 +120,7 @@ class VideoQATask(_QATask):
         )
         return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
-    def _candidates(self, logits: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
         return logits[:, : len(self.answer_vocabulary)]  # columns past the vocabulary are padding
 
     def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
