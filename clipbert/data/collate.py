@@ -106,6 +106,21 @@ class TextTokenizer:
         return encoded["input_ids"], encoded["attention_mask"]
 
 
+def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, torch.Tensor]:
+    """The fields every text-video batch has: padded uint8 frames with their sizes, the
+    tokenized ``texts`` of all items, and each text's video."""
+    frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
+    input_ids, attention_mask = tokenize([text for item in items for text in item["texts"]])
+    counts = torch.tensor([len(item["texts"]) for item in items])
+    return {
+        "frames": frames,
+        "frame_sizes": frame_sizes,
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "visual_index": torch.arange(len(items)).repeat_interleave(counts),
+    }
+
+
 class VideoQACollator:
     """Turns a list of :class:`~clipbert.data.datasets.VideoQADataset` items into a batch.
 
@@ -129,18 +144,10 @@ class VideoQACollator:
             return [value for item in items for value in item[key]]
 
         questions = gather("questions")
-        texts = gather("texts")
-        input_ids, attention_mask = self.tokenize(texts)
-        counts = torch.tensor([len(item["texts"]) for item in items])
-        frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
         return VideoQABatch(
-            frames=frames,
-            frame_sizes=frame_sizes,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            visual_index=torch.arange(len(items)).repeat_interleave(counts),
+            **frames_and_texts(items, self.tokenize),
             labels=torch.tensor(gather("labels"), dtype=torch.long),
-            texts_per_question=len(texts) // len(questions),
+            texts_per_question=len(gather("texts")) // len(questions),
             question_ids=gather("question_ids"),
             questions=questions,
             answers=gather("answers"),
@@ -159,16 +166,8 @@ class PairCollator:
         self.tokenize = tokenize
 
     def __call__(self, items: list[dict]) -> PairBatch:
-        texts = [text for item in items for text in item["texts"]]
-        input_ids, attention_mask = self.tokenize(texts)
-        counts = torch.tensor([len(item["texts"]) for item in items])
-        frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
         return PairBatch(
-            frames=frames,
-            frame_sizes=frame_sizes,
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            visual_index=torch.arange(len(items)).repeat_interleave(counts),
+            **frames_and_texts(items, self.tokenize),
             labels=torch.tensor([label for item in items for label in item["labels"]]),
         )
 
