@@ -63,7 +63,7 @@ def write_qa(
         original = [
             {
                 "question_id": r["question_id"],
-                "answer": label[r["prediction"]] if answer_vocabulary else r["prediction"],
+                "answer": label.get(r["prediction"]) if answer_vocabulary else r["prediction"],
                 "data": {
                     "question": r["question"],
                     "answer": r["gold"],
@@ -76,6 +76,7 @@ def write_qa(
     metrics: dict[str, float] = {}
     if records and all(r["gold"] is not None for r in records):
         metrics = score_qa_records(records, answer_types)
+        metrics["broken"] = sum("broken" in r for r in records)  # listed, counted wrong
         counts = Counter(r["answer_type"] for r in records)
         name = "score" if image_qa else "acc"
         scores: dict = {"overall_acc": _percent(metrics[name])}
@@ -155,5 +156,9 @@ def write_retrieval(
         for name, d in (("text2video", "t2v"), ("video2text", "v2t"))
     }
     files.append(_write_json(output_dir / "scores.json", original))
+    broken = {video: reason for b in batches for video, reason in b.get("broken", {}).items()}
+    if broken:  # scored -1 with every caption: never retrieved, their captions miss
+        files.append(_write_json(output_dir / "broken.json", broken))
+    metrics["broken"] = len(broken)
     files.append(_write_json(output_dir / "metrics.json", metrics))
     return metrics, files

@@ -56,6 +56,12 @@ class VideoQABatch(FramesBatch):
     answer_types: list[str | None] = field(default_factory=list)
     options: list[tuple[str, ...]] = field(default_factory=list)  # empty when open-ended
     target_scores: torch.Tensor | None = None  # image QA: (Q, num_labels) soft scores
+    broken: list[str | None] = field(default_factory=list)  # why a video was unreadable
+
+    def broken_mask(self) -> torch.Tensor:
+        """(Q,) True for questions whose video could not be read (evaluation only)."""
+        flags = [reason is not None for reason in self.broken] or [False] * len(self)
+        return torch.tensor(flags, device=self.labels.device)
 
     def __len__(self) -> int:
         """The number of questions (what metrics and losses average over)."""
@@ -81,6 +87,7 @@ class VideoBatch(FramesBatch):
 
     indices: torch.Tensor
     video_ids: list[str] = field(default_factory=list)
+    broken: list[str | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.indices.shape[0]
@@ -153,6 +160,7 @@ class VideoQACollator:
             answers=gather("answers"),
             answer_types=gather("answer_types"),
             options=gather("options"),
+            broken=gather("broken"),
             target_scores=None
             if self.num_labels is None
             else self._target_scores(gather("answer_scores")),
@@ -180,4 +188,5 @@ def collate_videos(items: list[dict]) -> VideoBatch:
         frame_sizes=frame_sizes,
         indices=torch.tensor([item["index"] for item in items]),
         video_ids=[item["video_id"] for item in items],
+        broken=[item["broken"] for item in items],
     )

@@ -255,7 +255,11 @@ class VideoQADataModule(ClipBertDataModule):
         else:
             examples, path = self.load_split(split, lambda p: load_video_mc(p, self.num_options))
         dataset = VideoQADataset(
-            examples, self.clip_reader(split), self.ans2label, self.max_texts_per_video
+            examples,
+            self.clip_reader(split),
+            self.ans2label,
+            self.max_texts_per_video,
+            evaluation=split != "train",
         )
         log.info(
             "%s split: %d questions about %d videos from %s",
@@ -306,7 +310,11 @@ class ImageQADataModule(VideoQADataModule):
             path,
         )
         return VideoQADataset(
-            examples, self.clip_reader(split), self.ans2label, self.max_texts_per_video
+            examples,
+            self.clip_reader(split),
+            self.ans2label,
+            self.max_texts_per_video,
+            evaluation=split != "train",
         )
 
     def collate_fn(self, split: str) -> VideoQACollator:

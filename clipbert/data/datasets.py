@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo, decode_
 from clipbert.data.sampling import sample_frame_indices
 from clipbert.data.stores import VisualStore
 
+log = logging.getLogger(__name__)
+
 IGNORE_LABEL = -100
+PLACEHOLDER_SIZE = 32  # side of the black frames that stand in for an unreadable video
 """Label of an answer outside the vocabulary: ignored by the loss, counted wrong by metrics."""
 
 
@@ -70,6 +74,13 @@ class VideoClipReader:
         """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
         return self.decode(self.store.get(video_id), f"video '{video_id}' in {self.store.path}")
 
+    def placeholder(self) -> torch.Tensor:
+        """Black clips standing in for an unreadable video in evaluation (see ``read_or_mark``)."""
+        s = self.sampling
+        return torch.zeros(
+            s.n_clips, s.num_frames, 3, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, dtype=torch.uint8
+        )
+
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
         try:
@@ -85,12 +96,28 @@ class ImageReader:
     def __init__(self, store: VisualStore) -> None:
         self.store = store
 
+    def placeholder(self) -> torch.Tensor:
+        return torch.zeros(1, 1, 3, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, dtype=torch.uint8)
+
     def __call__(self, image_id: str) -> torch.Tensor:
         try:
             image = decode_image(self.store.get(image_id))
         except DecodeError as err:
             raise DecodeError(f"image '{image_id}' in {self.store.path}: {err}") from err
         return image.unsqueeze(0)
+
+
+def read_or_mark(
+    read: VideoClipReader | ImageReader, video_id: str
+) -> tuple[torch.Tensor, str | None]:
+    """Evaluation never swaps a broken video for another: it gets black placeholder frames and
+    the reason, so its questions are listed in the outputs and counted wrong."""
+    try:
+        return read(video_id), None
+    except (DecodeError, KeyError) as err:  # KeyError: the store has no such key
+        reason = err.args[0] if err.args else type(err).__name__
+        log.warning("unreadable in evaluation, counted wrong: %s", reason)
+        return read.placeholder(), str(reason)
 
 
 def group_by_video(
@@ -127,8 +154,10 @@ class VideoQADataset(Dataset):
         read_clips: VideoClipReader,
         ans2label: dict[str, int] | None = None,
         max_texts_per_video: int = 1,
+        evaluation: bool = False,
     ) -> None:
         self.groups = group_by_video(examples, max_texts_per_video)
+        self.evaluation = evaluation
         self.num_questions = len(examples)
         self.read_clips = read_clips
         self.ans2label = ans2label
@@ -145,9 +174,15 @@ class VideoQADataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         group = self.groups[index]
+        video_id = group[0].video_id
+        if self.evaluation:
+            frames, broken = read_or_mark(self.read_clips, video_id)
+        else:
+            frames, broken = self.read_clips(video_id), None
         return {
-            "frames": self.read_clips(group[0].video_id),
-            "video_id": group[0].video_id,
+            "frames": frames,
+            "broken": [broken] * len(group),
+            "video_id": video_id,
             "texts": [text for e in group for text in _texts(e)],
             "questions": [e.question for e in group],
             "labels": [self._label(e) for e in group],
@@ -221,4 +256,5 @@ class VideoListDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         video_id = self.video_ids[index]
-        return {"frames": self.read_clips(video_id), "video_id": video_id, "index": index}
+        frames, broken = read_or_mark(self.read_clips, video_id)
+        return {"frames": frames, "broken": broken, "video_id": video_id, "index": index}

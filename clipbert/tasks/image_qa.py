@@ -51,7 +51,8 @@ class ImageQATask(VideoQATask):
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.target_scores), batch_size=len(batch))
         predicted = self.candidate_logits(logits).argmax(dim=-1)
-        metric.update(predicted, batch.target_scores, batch.answer_types)
+        earned = batch.target_scores.masked_fill(self._broken(batch, stage)[:, None], 0.0)
+        metric.update(predicted, earned, batch.answer_types)
 
     def _log_metric(self, stage: str, metric: VQAScore) -> None:
         values = metric.compute()

@@ -100,8 +100,19 @@ class RetrievalTask(ClipBertTask):
         return self.trainer.datamodule.ranking_texts(split)
 
     def _score_step(self, batch: VideoBatch, split: str) -> None:
-        scores = self.score_videos(batch.frames, self._ranking_texts(split))
+        scores = self._scores_of(batch, split)
+        self.log(f"{split}/broken", self._num_broken, reduce_fx="sum", batch_size=len(batch))
         self._columns.append((batch.indices, scores))
+
+    def _scores_of(self, batch: VideoBatch, split: str) -> Tensor:
+        """Scores of the batch's videos; an unreadable video scores -1 with every caption, below
+        any probability, so it is never retrieved and its captions count as misses."""
+        scores = self.score_videos(batch.frames, self._ranking_texts(split))
+        broken = torch.tensor([b is not None for b in batch.broken], device=scores.device)
+        if broken.any():
+            scores[:, broken] = -1.0
+        self._num_broken = broken.sum().float()
+        return scores
 
     def _log_ranking(self, stage: str, split: str) -> None:
         if self.trainer.sanity_checking:  # a few batches only: no complete matrix to rank
@@ -136,6 +147,7 @@ class RetrievalTask(ClipBertTask):
     def _eval_step(self, batch: VideoBatch | VideoQABatch, split: str) -> None:
         if isinstance(batch, VideoQABatch):
             predicted = self.option_scores(batch).argmax(dim=-1)
+            predicted = predicted.masked_fill(batch.broken_mask(), -1)  # counted wrong
             self.mc_acc.update(predicted, batch.labels, batch.answer_types)
         else:
             self._score_step(batch, split)
@@ -171,9 +183,10 @@ class RetrievalTask(ClipBertTask):
                     "prediction": int(scores[i].argmax()),
                     "scores": [round(s, 6) for s in scores[i].tolist()],
                     "gold": batch.answers[i],
+                    **({"prediction": None, "broken": batch.broken[i]} if batch.broken[i] else {}),
                 }
                 for i in range(len(batch))
             ]
-        split = self.trainer.datamodule.predict_split
-        scores = self.score_videos(batch.frames, self._ranking_texts(split))
-        return {"indices": batch.indices.cpu(), "scores": scores.cpu()}
+        scores = self._scores_of(batch, self.trainer.datamodule.predict_split)
+        broken = {v: b for v, b in zip(batch.video_ids, batch.broken, strict=True) if b}
+        return {"indices": batch.indices.cpu(), "scores": scores.cpu(), "broken": broken}

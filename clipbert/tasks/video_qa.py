@@ -46,9 +46,15 @@ class _QATask(ClipBertTask):
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
         self.log(f"{stage}/loss", self._loss(logits, batch.labels), batch_size=len(batch))
-        metric.update(
-            self.candidate_logits(logits).argmax(dim=-1), batch.labels, batch.answer_types
-        )
+        predicted = self.candidate_logits(logits).argmax(dim=-1)
+        predicted = predicted.masked_fill(self._broken(batch, stage), -1)  # counted wrong
+        metric.update(predicted, batch.labels, batch.answer_types)
+
+    def _broken(self, batch: VideoQABatch, stage: str) -> torch.Tensor:
+        """Questions on unreadable videos: counted wrong, and counted in ``{stage}/broken``."""
+        broken = batch.broken_mask()
+        self.log(f"{stage}/broken", broken.sum().float(), reduce_fx="sum", batch_size=len(batch))
+        return broken
 
     def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
         values = metric.compute()
@@ -71,16 +77,19 @@ class _QATask(ClipBertTask):
     def predict_step(self, batch: VideoQABatch, batch_idx: int) -> list[dict]:
         scores = self.candidate_logits(self(batch)).float().softmax(dim=-1)
         top = scores.topk(min(TOP_K, scores.shape[-1]), dim=-1)
-        return [
-            {
+        records = []
+        for i in range(len(batch)):
+            record = {
                 "question_id": batch.question_ids[i],
                 "question": batch.questions[i],
                 "answer_type": batch.answer_types[i],
                 **self.describe(batch, i, top.indices[i].tolist(), top.values[i].tolist()),
                 "gold": batch.answers[i],
             }
-            for i in range(len(batch))
-        ]
+            if batch.broken and batch.broken[i] is not None:  # listed, and counted wrong
+                record.update(prediction=None, top5=[], broken=batch.broken[i])
+            records.append(record)
+        return records
 
     def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         """The prediction fields of question ``i``'s record, from its top-k candidates."""

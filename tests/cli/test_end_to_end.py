@@ -46,7 +46,8 @@ def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
     assert probs == sorted(probs, reverse=True)
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == pred_metrics
-    assert set(saved) == {"acc", "acc_color", "acc_shape", "acc_count", "acc_motion"}
+    assert set(saved) == {"acc", "acc_color", "acc_shape", "acc_count", "acc_motion", "broken"}
+    assert saved["broken"] == 0
     hits = sum(r["prediction"] == r["gold"] for r in records)
     assert abs(saved["acc"] - hits / len(records)) < 1e-6
     assert "n_clips=2" in capsys.readouterr().out

@@ -44,6 +44,14 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("original_layout")
     txt = root / "txt_db"
     _link(demo.tokenizer_dir, root / "pretrained" / "bert-base-uncased")
+    for path in (
+        demo.txt_db,
+        demo.vis_db,
+        demo.image_txt_db,
+        demo.image_vis_db,
+        demo.tokenizer_dir,
+    ):
+        _link(path, root / path.relative_to(demo_root))  # the demo tasks' own folders
     for store in ("msrvtt", "tgif", "didemo", "anet"):
         _link(demo.vis_db, root / "vis_db" / store)
     _link(demo.image_vis_db, root / "vis_db" / "coco_train2014_val2014")
@@ -99,7 +107,7 @@ def _config(root: Path, tmp_path: Path, *overrides: str):
     return cfg
 
 
-@pytest.mark.parametrize("task", [t for t in TASKS if not t.startswith("demo_")])
+@pytest.mark.parametrize("task", TASKS)
 def test_every_task_recipe_runs_a_batch(original_layout: Path, tmp_path: Path, task: str) -> None:
     cfg = _config(original_layout, tmp_path, f"task={task}")
     if task in INFERENCE_ONLY:
@@ -112,7 +120,7 @@ def test_every_task_recipe_runs_a_batch(original_layout: Path, tmp_path: Path, t
         assert metrics, task
 
 
-@pytest.mark.parametrize("experiment", [e for e in EXPERIMENTS if not e.startswith("demo_")])
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_a_batch(
     original_layout: Path, tmp_path: Path, experiment: str
 ) -> None:

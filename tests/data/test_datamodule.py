@@ -72,6 +72,10 @@ def test_out_of_vocabulary_training_answers_are_skipped(train_config, tmp_path: 
     val = dm.build_dataset("val")
     assert len(val) == 1 and val[0]["labels"] == [IGNORE_LABEL]
 
+    dm.oov_training = "error"  # the original's behaviour: stop, naming the file and answer
+    with pytest.raises(ValueError, match=r"train.jsonl: 1 training answers .*'purple'"):
+        dm.build_dataset("train")
+
 
 def test_questions_of_a_video_share_one_item(train_config) -> None:
     _, dm = build(train_config, "task.datamodule.max_texts_per_video=3")

@@ -12,6 +12,7 @@ from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
+from clipbert.demo.generate import DemoPaths
 from tests.helpers import compose_config
 
 QA_DEMO_TASKS = ["demo_image_qa", "demo_mc", "demo_video_qa"]
@@ -116,3 +117,36 @@ def test_ranking_scores_equal_pairwise_scores(train_config) -> None:
                 )
                 probs = module.head(pooled).squeeze(1).softmax(-1)[0, 1]
                 assert matrix[t, v].item() == pytest.approx(probs.item(), abs=1e-5)
+
+
+def test_evaluation_lists_unreadable_videos_and_counts_them_wrong(
+    train_config, demo_root: Path, tmp_path: Path
+) -> None:
+    """A corrupt file and a video missing from the store: not replaced, listed, counted wrong."""
+    cfg = train_config("test=false")
+    train(cfg)
+    demo = DemoPaths.under(demo_root)
+    store = tmp_path / "videos"  # a folder store: the test videos, one of them corrupt
+    store.mkdir()
+    for video in demo.raw.glob("demo_test_*.mp4"):
+        (store / video.name).write_bytes(video.read_bytes())
+    (store / "demo_test_0000.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not a real video")
+    rows = [json.loads(line) for line in demo.split("test").read_text().splitlines()]
+    rows[-1]["video_id"] = "missing_video"
+    questions = tmp_path / "questions.jsonl"
+    questions.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    out = tmp_path / "predict"
+    checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    overrides = [f"txt_db={questions}", f"vis_db={store}", "num_workers=0"]
+    pcfg = compose_config("predict", [f"ckpt_path={checkpoint}", *overrides])
+    with open_dict(pcfg):
+        pcfg.paths.output_dir = str(out)
+    metrics = predict(pcfg)
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    broken = [r for r in records if "broken" in r]
+    assert len(records) == len(rows) and metrics["broken"] == len(broken) == 5  # 4 + 1
+    assert all(r["prediction"] is None for r in broken)
+    assert "missing_video" in broken[-1]["broken"]
+    hits = sum(r["prediction"] == r["gold"] for r in records)
+    assert metrics["acc"] == pytest.approx(hits / len(records))
