@@ -100,14 +100,14 @@ class RetrievalTask(ClipBertTask):
         return self.trainer.datamodule.ranking_texts(split)
 
     def _score_step(self, batch: VideoBatch, split: str) -> None:
-        scores = self._scores_of(batch, split)
+        scores = self.video_scores(batch, self._ranking_texts(split))
         self.log(f"{split}/broken", self._num_broken, reduce_fx="sum", batch_size=len(batch))
         self._columns.append((batch.indices, scores))
 
-    def _scores_of(self, batch: VideoBatch, split: str) -> Tensor:
+    def video_scores(self, batch: VideoBatch, texts: RankingTexts) -> Tensor:
         """Scores of the batch's videos; an unreadable video scores -1 with every caption, below
         any probability, so it is never retrieved and its captions count as misses."""
-        scores = self.score_videos(batch.frames, self._ranking_texts(split))
+        scores = self.score_videos(batch.frames, texts)
         broken = torch.tensor([b is not None for b in batch.broken], device=scores.device)
         if broken.any():
             scores[:, broken] = -1.0
@@ -187,6 +187,7 @@ class RetrievalTask(ClipBertTask):
                 }
                 for i in range(len(batch))
             ]
-        scores = self._scores_of(batch, self.trainer.datamodule.predict_split)
+        texts = self._ranking_texts(self.trainer.datamodule.predict_split)
+        scores = self.video_scores(batch, texts)
         broken = {v: b for v, b in zip(batch.video_ids, batch.broken, strict=True) if b}
         return {"indices": batch.indices.cpu(), "scores": scores.cpu(), "broken": broken}

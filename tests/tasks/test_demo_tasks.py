@@ -117,6 +117,10 @@ def test_ranking_scores_equal_pairwise_scores(train_config) -> None:
                 )
                 probs = module.head(pooled).squeeze(1).softmax(-1)[0, 1]
                 assert matrix[t, v].item() == pytest.approx(probs.item(), abs=1e-5)
+    # An unreadable video scores -1 with every caption: never retrieved, its captions miss.
+    batch.broken[1] = "video 'x': could not decode"
+    marked = module.video_scores(batch, texts)
+    assert marked[:, 1].eq(-1).all() and torch.allclose(marked[:, 0], matrix[:, 0])
 
 
 def test_evaluation_lists_unreadable_videos_and_counts_them_wrong(
