@@ -350,12 +350,9 @@ class RetrievalDataModule(ClipBertDataModule):
     caption of the split (``ranking_texts``) against it.
     """
 
-    def __init__(
-        self, *, num_negatives: int = 1, negative_candidates: int = 1, **common: Any
-    ) -> None:
+    def __init__(self, *, num_negatives: int = 1, **common: Any) -> None:
         super().__init__(**common)
         self.num_negatives = num_negatives
-        self.negative_candidates = negative_candidates
         self.ranking: dict[str, RankingTexts] = {}
 
     def build_dataset(self, split: str) -> Dataset:
@@ -368,9 +365,7 @@ class RetrievalDataModule(ClipBertDataModule):
             path,
         )
         if split == "train":
-            return ImageTextMatchingDataset(
-                examples, self.clip_reader(split), self.num_negatives, self.negative_candidates
-            )
+            return ImageTextMatchingDataset(examples, self.clip_reader(split), self.num_negatives)
         video_ids = list(dict.fromkeys(e.video_id for e in examples))
         position = {video_id: i for i, video_id in enumerate(video_ids)}
         self.ranking[split] = RankingTexts(

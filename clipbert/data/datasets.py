@@ -209,9 +209,6 @@ class ImageTextMatchingDataset(Dataset):
     of other videos (label 0), drawn afresh every time the item is read, as the original.
 
     Texts are ordered [positive, its negatives]; the video is decoded once for all of them.
-    With ``negative_candidates`` K > 1 (off in the original, K = 1) each negative is the one of
-    K random candidates sharing the most words with the positive: a cheap hard negative that
-    teaches fine distinctions when random captions differ too much to learn from.
     """
 
     def __init__(
@@ -219,37 +216,26 @@ class ImageTextMatchingDataset(Dataset):
         examples: Sequence[CaptionExample],
         read_clips: VideoClipReader,
         num_negatives: int = 1,
-        negative_candidates: int = 1,
     ) -> None:
-        if negative_candidates < 1:
-            raise ValueError(f"negative_candidates must be >= 1, got {negative_candidates}")
         if len({e.video_id for e in examples}) < 2 and num_negatives > 0:
             raise ValueError("negative captions need at least two videos")
         self.examples = list(examples)
         self.read_clips = read_clips
         self.num_negatives = num_negatives
-        self.negative_candidates = negative_candidates
 
     def __len__(self) -> int:
         return len(self.examples)
 
-    def _random_negative(self, video_id: str) -> CaptionExample:
+    def _negative(self, video_id: str) -> CaptionExample:
         # Uniform over captions of other videos; torch's RNG so workers draw differently.
         while True:
             candidate = self.examples[int(torch.randint(len(self.examples), ()).item())]
             if candidate.video_id != video_id:
                 return candidate
 
-    def _negative(self, positive: CaptionExample) -> CaptionExample:
-        candidates = [
-            self._random_negative(positive.video_id) for _ in range(self.negative_candidates)
-        ]
-        words = set(positive.caption.lower().split())
-        return max(candidates, key=lambda c: len(words & set(c.caption.lower().split())))
-
     def __getitem__(self, index: int) -> dict:
         positive = self.examples[index]
-        negatives = [self._negative(positive) for _ in range(self.num_negatives)]
+        negatives = [self._negative(positive.video_id) for _ in range(self.num_negatives)]
         return {
             "frames": self.read_clips(positive.video_id),
             "video_id": positive.video_id,
