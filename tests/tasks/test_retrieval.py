@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from clipbert.data.annotations import CaptionExample
+from clipbert.data.datasets import ImageTextMatchingDataset
 from clipbert.tasks.retrieval import scored_part
 
 NAN = float("nan")
@@ -21,3 +23,24 @@ def test_a_complete_matrix_is_kept_as_is() -> None:
     matrix = torch.rand(3, 2)
     part, gold = scored_part(matrix, torch.tensor([0, 1, 1]))
     assert part is matrix and gold.tolist() == [0, 1, 1]
+
+
+def test_negatives_are_captions_of_other_videos() -> None:
+    def read(video_id: str) -> torch.Tensor:
+        return torch.zeros(1, 1, 3, 4, 4, dtype=torch.uint8)
+
+    captions = [
+        CaptionExample(0, "v0", "two red circle moving horizontally"),
+        CaptionExample(1, "v0", "a video of two red circle moving horizontally"),
+        CaptionExample(2, "v1", "one blue square standing still"),
+        CaptionExample(3, "v2", "three yellow triangle standing still"),
+    ]
+    torch.manual_seed(0)
+    dataset = ImageTextMatchingDataset(captions, read, num_negatives=2)
+    drawn = set()
+    for _ in range(30):
+        item = dataset[0]
+        assert item["labels"] == [1, 0, 0] and item["texts"][0] == captions[0].caption
+        assert not {captions[0].caption, captions[1].caption} & set(item["texts"][1:])
+        drawn.update(item["texts"][1:])
+    assert drawn == {captions[2].caption, captions[3].caption}  # drawn afresh each read
