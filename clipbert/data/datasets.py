@@ -157,6 +157,7 @@ class VideoQADataset(Dataset):
         evaluation: bool = False,
     ) -> None:
         self.groups = group_by_video(examples, max_texts_per_video)
+        self.max_texts_per_video = max_texts_per_video
         self.evaluation = evaluation
         self.num_questions = len(examples)
         self.read_clips = read_clips
@@ -179,6 +180,7 @@ class VideoQADataset(Dataset):
             frames, broken = read_or_mark(self.read_clips, video_id)
         else:
             frames, broken = self.read_clips(video_id), None
+            group = self._padded(group)
         return {
             "frames": frames,
             "broken": [broken] * len(group),
@@ -192,6 +194,15 @@ class VideoQADataset(Dataset):
             "options": [getattr(e, "options", ()) for e in group],
             "answer_types": [e.answer_type for e in group],
         }
+
+    def _padded(self, group: list) -> list:
+        """A short training chunk filled up by drawing its own questions again, with
+        replacement, as the original does, so every video weighs the same in a batch."""
+        missing = self.max_texts_per_video - len(group)
+        if missing <= 0:
+            return group
+        draws = torch.randint(len(group), (missing,)).tolist()
+        return group + [group[i] for i in draws]
 
     def _scores(self, example: VideoQAExample | VideoMCExample | ImageQAExample) -> dict:
         """Label -> soft score of an image QA question (answers outside the vocabulary left

@@ -85,6 +85,13 @@ def test_questions_of_a_video_share_one_item(train_config) -> None:
     item = dataset[0]
     assert len({dataset.groups[0][i].video_id for i in range(3)}) == 1
     assert item["frames"].shape[:2] == (1, 2) and len(item["questions"]) == 3
+    short = next(i for i, group in enumerate(dataset.groups) if len(group) == 1)
+    assert len(dataset[short]["questions"]) == 1  # evaluation: nothing added
+
+    train = dm.build_dataset("train")
+    short = next(i for i, group in enumerate(train.groups) if len(group) == 1)
+    padded = train[short]  # training: the chunk is filled with its own question, as the original
+    assert padded["question_ids"] == [train.groups[short][0].question_id] * 3
 
 
 def test_group_size_must_be_positive() -> None:
