@@ -101,7 +101,8 @@ class RetrievalTask(ClipBertTask):
 
     def _score_step(self, batch: VideoBatch, split: str) -> None:
         scores = self.video_scores(batch, self._ranking_texts(split))
-        self.log(f"{split}/broken", self._num_broken, reduce_fx="sum", batch_size=len(batch))
+        broken = float(sum(reason is not None for reason in batch.broken))
+        self.log(f"{split}/broken", broken, reduce_fx="sum", batch_size=len(batch))
         self._columns.append((batch.indices, scores))
 
     def video_scores(self, batch: VideoBatch, texts: RankingTexts) -> Tensor:
@@ -111,7 +112,6 @@ class RetrievalTask(ClipBertTask):
         broken = torch.tensor([b is not None for b in batch.broken], device=scores.device)
         if broken.any():
             scores[:, broken] = -1.0
-        self._num_broken = broken.sum().float()
         return scores
 
     def _log_ranking(self, stage: str, split: str) -> None:
