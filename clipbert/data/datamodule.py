@@ -58,27 +58,11 @@ def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
 
 
-class ResizingCollate:
-    """Collate, then the exact float resize in the loader worker (``resize_in_loader``).
-
-    The same numbers as resizing on the device; worth it on a CPU, where the device is the
-    training process itself and the workers would otherwise idle. Batches are then float32.
-    """
-
-    def __init__(self, collate: Callable[[list[dict]], FramesBatch], image_size: int) -> None:
-        self.collate = collate
-        self.image_size = image_size
-
-    def __call__(self, items: list[dict]) -> FramesBatch:
-        return self.collate(items).resized(self.image_size)
-
-
 class ClipBertDataModule(pl.LightningDataModule):
     """What every task's data shares: stores, sparse sampling, the tokenizer, the loaders and
     the exact resize on the device. Subclasses build one dataset per split.
 
-    ``batch_size`` counts videos (each brings its texts). Frames stay uint8 until the device
-    unless ``resize_in_loader`` (for CPU training) resizes them in the workers.
+    ``batch_size`` counts videos (each brings its texts).
     """
 
     def __init__(
@@ -99,7 +83,6 @@ class ClipBertDataModule(pl.LightningDataModule):
         decoder: str = "decord",
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
-        resize_in_loader: bool = False,
     ) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
@@ -121,7 +104,6 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.decoder_name = decoder
         self.predict_split = predict_split
         self._prepare = prepare
-        self.resize_in_loader = resize_in_loader
         self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
@@ -184,9 +166,7 @@ class ClipBertDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
-            collate_fn=ResizingCollate(self.collate_fn(split), self.image_size)
-            if self.resize_in_loader
-            else self.collate_fn(split),
+            collate_fn=self.collate_fn(split),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -203,8 +183,6 @@ class ClipBertDataModule(pl.LightningDataModule):
 
     def on_after_batch_transfer(self, batch: FramesBatch, dataloader_idx: int) -> FramesBatch:
         """Resize and pad the uint8 frames on the device, exactly as the original (float)."""
-        if batch.frames.dtype != torch.uint8:  # resized in the loader already
-            return batch
         return batch.resized(self.image_size)
 
 

@@ -20,11 +20,7 @@ def build(train_config, *overrides: str):
 
 
 def test_train_batch_is_uint8_clips_and_padded_text(train_config) -> None:
-    cfg, dm = build(
-        train_config,
-        "task.datamodule.train_sampling.n_clips=2",
-        "task.datamodule.resize_in_loader=false",
-    )
+    cfg, dm = build(train_config, "task.datamodule.train_sampling.n_clips=2")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     size = cfg.task.datamodule.image_size
@@ -43,18 +39,6 @@ def test_train_batch_is_uint8_clips_and_padded_text(train_config) -> None:
     assert batch.attention_mask.sum(1).min() >= 3
     assert set(batch.answer_types) <= {"color", "shape", "count", "motion"}
     assert (batch.labels >= 0).all()
-
-
-def test_resizing_in_the_loader_gives_the_same_frames(train_config) -> None:
-    _, on_device = build(train_config, "task.datamodule.resize_in_loader=false")
-    _, in_loader = build(train_config, "task.datamodule.resize_in_loader=true")
-    for dm in (on_device, in_loader):
-        dm.setup("validate")
-    raw = next(iter(on_device.val_dataloader()))
-    ready = next(iter(in_loader.val_dataloader()))
-    assert raw.frames.dtype == torch.uint8 and ready.frames.dtype == torch.float32
-    assert in_loader.on_after_batch_transfer(ready, 0) is ready  # nothing left to do
-    assert torch.equal(on_device.on_after_batch_transfer(raw, 0).frames, ready.frames)
 
 
 def test_padding_is_right_and_bottom(train_config) -> None:
