@@ -95,10 +95,10 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
-    if cfg.get("video") or cfg.get("image"):
-        return predict_one(cfg)
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    if cfg.get("video") or cfg.get("image"):
+        return predict_one(cfg)
     output_dir = Path(cfg.paths.output_dir)
     run = load_any_run(cfg.ckpt_path, cfg)
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")

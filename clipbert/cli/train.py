@@ -35,10 +35,7 @@ def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningMod
         cfg.task.module, backbone=backbone, **data_kwargs(datamodule.answer_vocabulary)
     )
     if cfg.model.get("init_from"):
-        report = initialize_from(module, cfg.model.init_from)
-        log.info("initialised from %s: %s", cfg.model.init_from, report.summary())
-        for key, file_shape, model_shape in report.mismatched:
-            log.info("  kept fresh (shape %s in file, %s here): %s", file_shape, model_shape, key)
+        initialize_from(module, cfg.model.init_from).log(log, cfg.model.init_from)
     return datamodule, module
 
 

@@ -6,9 +6,12 @@ Errors name the file and line so a user can fix a broken annotation without read
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 class AnnotationError(ValueError):
@@ -24,6 +27,10 @@ class VideoQAExample:
     question: str
     answer: str | None
     answer_type: str | None
+
+    def texts(self) -> list[str]:
+        """The texts the model reads for this question: the question itself."""
+        return [self.question]
 
 
 @dataclass(frozen=True)
@@ -42,6 +49,7 @@ class VideoMCExample:
     answer_type: str | None = None
 
     def texts(self) -> list[str]:
+        """One text per option."""
         if not self.question:
             return list(self.options)
         return [f"{self.question} {option}" for option in self.options]
@@ -65,6 +73,10 @@ class ImageQAExample:
     question: str
     answer_scores: dict[str, float] | None  # answer -> soft score; None on a test split
     answer_type: str | None = None
+
+    def texts(self) -> list[str]:
+        """The texts the model reads for this question: the question itself."""
+        return [self.question]
 
     @property
     def answer(self) -> str | None:
@@ -120,23 +132,30 @@ def _question_id(record: dict, index: int) -> int | str:
     return record.get("question_id", record.get("qid", index))
 
 
-def load_video_qa(path: str | Path) -> list[VideoQAExample]:
-    """Read an open-ended video QA jsonl file (MSRVTT-QA, TGIF FrameQA)."""
-    examples = []
-    for index, (line_number, record) in enumerate(iter_jsonl(path)):
-        where = f"{path}:{line_number}"
-        examples.append(
-            VideoQAExample(
-                question_id=_question_id(record, index),
-                video_id=_video_id(record, where),
-                question=_text_field(record, "question", where),
-                answer=_text_field(record, "answer", where, required=False),
-                answer_type=_text_field(record, "answer_type", where, required=False),
-            )
-        )
+def _read_examples(path: str | Path, parse: Callable[[dict, int, str], T]) -> list[T]:
+    """``parse(record, line index, "file:line")`` for every line; an empty file is an error."""
+    examples = [
+        parse(record, index, f"{path}:{line_number}")
+        for index, (line_number, record) in enumerate(iter_jsonl(path))
+    ]
     if not examples:
         raise AnnotationError(f"{path}: no examples (the file is empty)")
     return examples
+
+
+def load_video_qa(path: str | Path) -> list[VideoQAExample]:
+    """Read an open-ended video QA jsonl file (MSRVTT-QA, TGIF FrameQA)."""
+
+    def parse(record: dict, index: int, where: str) -> VideoQAExample:
+        return VideoQAExample(
+            question_id=_question_id(record, index),
+            video_id=_video_id(record, where),
+            question=_text_field(record, "question", where),
+            answer=_text_field(record, "answer", where, required=False),
+            answer_type=_text_field(record, "answer_type", where, required=False),
+        )
+
+    return _read_examples(path, parse)
 
 
 def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample]:
@@ -145,9 +164,8 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
     ``options`` must hold exactly ``num_options`` strings and ``answer`` (when present) an
     index into them.
     """
-    examples = []
-    for index, (line_number, record) in enumerate(iter_jsonl(path)):
-        where = f"{path}:{line_number}"
+
+    def parse(record: dict, index: int, where: str) -> VideoMCExample:
         options = record.get("options")
         if not isinstance(options, list) or len(options) != num_options:
             raise AnnotationError(f"{where}: 'options' must be a list of {num_options} strings")
@@ -156,19 +174,16 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
             isinstance(answer, bool) or not isinstance(answer, int) or not 0 <= answer < num_options
         ):
             raise AnnotationError(f"{where}: 'answer' must be an option index 0..{num_options - 1}")
-        examples.append(
-            VideoMCExample(
-                question_id=_question_id(record, index),
-                video_id=_video_id(record, where),
-                question=_text_field(record, "question", where, required=False) or "",
-                options=tuple(str(option) for option in options),
-                answer=answer,
-                answer_type=_text_field(record, "answer_type", where, required=False),
-            )
+        return VideoMCExample(
+            question_id=_question_id(record, index),
+            video_id=_video_id(record, where),
+            question=_text_field(record, "question", where, required=False) or "",
+            options=tuple(str(option) for option in options),
+            answer=answer,
+            answer_type=_text_field(record, "answer_type", where, required=False),
         )
-    if not examples:
-        raise AnnotationError(f"{path}: no examples (the file is empty)")
-    return examples
+
+    return _read_examples(path, parse)
 
 
 def load_captions(path: str | Path) -> list[CaptionExample]:
@@ -177,27 +192,22 @@ def load_captions(path: str | Path) -> list[CaptionExample]:
     The caption id is the file's ``id`` when present, else the running line index, as the
     original assigns it.
     """
-    examples = []
-    for index, (line_number, record) in enumerate(iter_jsonl(path)):
-        where = f"{path}:{line_number}"
-        examples.append(
-            CaptionExample(
-                caption_id=record.get("id", index),
-                video_id=_video_id(record, where),
-                caption=_text_field(record, "caption", where),
-            )
+
+    def parse(record: dict, index: int, where: str) -> CaptionExample:
+        return CaptionExample(
+            caption_id=record.get("id", index),
+            video_id=_video_id(record, where),
+            caption=_text_field(record, "caption", where),
         )
-    if not examples:
-        raise AnnotationError(f"{path}: no examples (the file is empty)")
-    return examples
+
+    return _read_examples(path, parse)
 
 
 def load_image_qa(path: str | Path) -> list[ImageQAExample]:
     """Read an image QA jsonl file: ``image_id``, ``question``, ``question_id``, optional
     ``labels`` (answer -> soft score, e.g. 0.3/0.6/0.9/1.0) and ``answer_type``."""
-    examples = []
-    for index, (line_number, record) in enumerate(iter_jsonl(path)):
-        where = f"{path}:{line_number}"
+
+    def parse(record: dict, index: int, where: str) -> ImageQAExample:
         if "image_id" not in record:
             raise AnnotationError(f"{where}: missing field 'image_id'")
         labels = record.get("labels")
@@ -206,20 +216,15 @@ def load_image_qa(path: str | Path) -> list[ImageQAExample]:
             or not all(isinstance(v, int | float) and 0 <= v <= 1 for v in labels.values())
         ):
             raise AnnotationError(f"{where}: 'labels' must map answers to scores in [0, 1]")
-        examples.append(
-            ImageQAExample(
-                question_id=_question_id(record, index),
-                video_id=_text_field(record, "image_id", where),
-                question=_text_field(record, "question", where),
-                answer_scores=None
-                if labels is None
-                else {str(k): float(v) for k, v in labels.items()},
-                answer_type=_text_field(record, "answer_type", where, required=False),
-            )
+        return ImageQAExample(
+            question_id=_question_id(record, index),
+            video_id=_text_field(record, "image_id", where),
+            question=_text_field(record, "question", where),
+            answer_scores=None if labels is None else {str(k): float(v) for k, v in labels.items()},
+            answer_type=_text_field(record, "answer_type", where, required=False),
         )
-    if not examples:
-        raise AnnotationError(f"{path}: no examples (the file is empty)")
-    return examples
+
+    return _read_examples(path, parse)
 
 
 def load_ans2label(path: str | Path) -> dict[str, int]:

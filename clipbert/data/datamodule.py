@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import (
-    VideoMCExample,
+    ImageQAExample,
     VideoQAExample,
     answer_vocabulary,
     load_ans2label,
@@ -226,12 +226,17 @@ class VideoQADataModule(ClipBertDataModule):
         """Answers indexed by label; None for multiple choice."""
         return None if self.ans2label is None else answer_vocabulary(self.ans2label)
 
-    def _in_vocabulary(self, examples: list[VideoQAExample], path: str) -> list[VideoQAExample]:
-        """Training examples whose answer has a label; the rest skipped and counted, or an error."""
-        kept = [e for e in examples if e.answer in self.ans2label]
+    def answerable(self, example: VideoQAExample) -> bool:
+        """Whether a training question has a gold answer with a label."""
+        return example.answer in self.ans2label
+
+    def _in_vocabulary(self, examples: list, path: str) -> list:
+        """Training examples with an answer that has a label; the rest skipped and counted, or
+        an error (``oov_training``)."""
+        kept = [e for e in examples if self.answerable(e)]
         self.skipped_out_of_vocabulary = len(examples) - len(kept)
         if self.skipped_out_of_vocabulary and self.oov_training == "error":
-            first = next(e for e in examples if e.answer not in self.ans2label)
+            first = next(e for e in examples if not self.answerable(e))
             raise ValueError(
                 f"{path}: {self.skipped_out_of_vocabulary} training answers are not in "
                 f"{self.ans2label_path} (first: '{first.answer}', question {first.question_id}); "
@@ -246,64 +251,17 @@ class VideoQADataModule(ClipBertDataModule):
             )
         return kept
 
+    def load_examples(self, split: str) -> tuple[list, str]:
+        """The split's questions (out-of-vocabulary training questions handled) and its files."""
+        if self.num_options is not None:
+            return self.load_split(split, lambda p: load_video_mc(p, self.num_options))
+        examples, path = self.load_split(split, load_video_qa)
+        return (self._in_vocabulary(examples, path) if split == "train" else examples), path
+
     def build_dataset(self, split: str) -> VideoQADataset:
-        examples: list[VideoQAExample] | list[VideoMCExample]
-        if self.num_options is None:
-            examples, path = self.load_split(split, load_video_qa)
-            if split == "train":
-                examples = self._in_vocabulary(examples, path)
-        else:
-            examples, path = self.load_split(split, lambda p: load_video_mc(p, self.num_options))
-        dataset = VideoQADataset(
-            examples,
-            self.clip_reader(split),
-            self.ans2label,
-            self.max_texts_per_video,
-            evaluation=split != "train",
-        )
+        examples, path = self.load_examples(split)
         log.info(
             "%s split: %d questions about %d videos from %s",
-            split,
-            len(examples),
-            len({e.video_id for e in examples}),
-            path,
-        )
-        return dataset
-
-    def collate_fn(self, split: str) -> VideoQACollator:
-        return VideoQACollator(self.text_tokenizer)
-
-
-class ImageQADataModule(VideoQADataModule):
-    """Image QA (VQA 2.0 and any set in its jsonl shape): images from the store, soft-scored
-    answers over ``ans2label``, up to ``max_texts_per_video`` (2 for VQA) questions per image.
-
-    Training questions with no answer in the vocabulary are skipped and counted.
-    """
-
-    def __init__(self, *, ans2label: str, max_texts_per_video: int = 2, **common: Any) -> None:
-        common.setdefault("train_sampling", {"n_clips": 1, "num_frames": 1})
-        common.setdefault("eval_sampling", {"n_clips": 1, "num_frames": 1})
-        super().__init__(ans2label=ans2label, max_texts_per_video=max_texts_per_video, **common)
-
-    def clip_reader(self, split: str) -> ImageReader:
-        return ImageReader(open_store(self.vis_db))
-
-    def build_dataset(self, split: str) -> VideoQADataset:
-        examples, path = self.load_split(split, load_image_qa)
-        if split == "train":
-            kept = [e for e in examples if any(a in self.ans2label for a in e.answer_scores or {})]
-            self.skipped_out_of_vocabulary = len(examples) - len(kept)
-            if self.skipped_out_of_vocabulary:
-                log.warning(
-                    "%s: skipped %d training questions with no answer in %s",
-                    path,
-                    self.skipped_out_of_vocabulary,
-                    self.ans2label_path,
-                )
-            examples = kept
-        log.info(
-            "%s split: %d questions about %d images from %s",
             split,
             len(examples),
             len({e.video_id for e in examples}),
@@ -316,6 +274,32 @@ class ImageQADataModule(VideoQADataModule):
             self.max_texts_per_video,
             evaluation=split != "train",
         )
+
+    def collate_fn(self, split: str) -> VideoQACollator:
+        return VideoQACollator(self.text_tokenizer)
+
+
+class ImageQADataModule(VideoQADataModule):
+    """Image QA (VQA 2.0 and any set in its jsonl shape): images from the store, soft-scored
+    answers over ``ans2label``, up to ``max_texts_per_video`` (2 for VQA) questions per image.
+
+    Training questions with no answer in the vocabulary are handled as ``oov_training`` says.
+    """
+
+    def __init__(self, *, ans2label: str, max_texts_per_video: int = 2, **common: Any) -> None:
+        common.setdefault("train_sampling", {"n_clips": 1, "num_frames": 1})
+        common.setdefault("eval_sampling", {"n_clips": 1, "num_frames": 1})
+        super().__init__(ans2label=ans2label, max_texts_per_video=max_texts_per_video, **common)
+
+    def clip_reader(self, split: str) -> ImageReader:
+        return ImageReader(open_store(self.vis_db))
+
+    def answerable(self, example: ImageQAExample) -> bool:
+        return any(answer in self.ans2label for answer in example.answer_scores or {})
+
+    def load_examples(self, split: str) -> tuple[list, str]:
+        examples, path = self.load_split(split, load_image_qa)
+        return (self._in_vocabulary(examples, path) if split == "train" else examples), path
 
     def collate_fn(self, split: str) -> VideoQACollator:
         return VideoQACollator(self.text_tokenizer, num_labels=len(self.ans2label))

@@ -185,7 +185,7 @@ class VideoQADataset(Dataset):
             "frames": frames,
             "broken": [broken] * len(group),
             "video_id": video_id,
-            "texts": [text for e in group for text in _texts(e)],
+            "texts": [text for e in group for text in e.texts()],
             "questions": [e.question for e in group],
             "labels": [self._label(e) for e in group],
             "question_ids": [e.question_id for e in group],
@@ -209,10 +209,6 @@ class VideoQADataset(Dataset):
         out, so they can only lower the score); empty for other questions."""
         scores = getattr(example, "answer_scores", None) or {}
         return {self.ans2label[a]: s for a, s in scores.items() if a in self.ans2label}
-
-
-def _texts(example: VideoQAExample | VideoMCExample | ImageQAExample) -> list[str]:
-    return example.texts() if isinstance(example, VideoMCExample) else [example.question]
 
 
 class ImageTextMatchingDataset(Dataset):

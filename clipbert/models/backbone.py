@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from clipbert.models.checkpoints import LoadReport, load_bert_weights, load_grid_feat
+from clipbert.models.checkpoints import load_bert_weights, load_grid_feat
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
 
@@ -182,21 +182,8 @@ def build_bert(
     bert_config._attn_implementation = attn_implementation
     bert = BertModel(bert_config)
     if pretrained_dir:
-        report = load_bert_weights(bert, pretrained_dir)
-        log.info("BERT weights from %s: %s", pretrained_dir, report.summary())
-        _log_unloaded(report)
+        load_bert_weights(bert, pretrained_dir).log(log, f"BERT {pretrained_dir}")
     return bert
-
-
-def _log_unloaded(report: LoadReport) -> None:
-    for key in report.missing:
-        log.warning("  not in the file, left at init: %s", key)
-    for key, file_shape, model_shape in report.mismatched:
-        log.warning(
-            "  shape %s in the file, %s here, left at init: %s", file_shape, model_shape, key
-        )
-    for key in report.unexpected:
-        log.warning("  not used by the model: %s", key)
 
 
 def build_backbone(
@@ -219,9 +206,7 @@ def build_backbone(
     attn_implementation = bert_values.pop("attn_implementation", "sdpa")
     resnet = ResNet(**cnn)
     if cnn_weights:
-        report = load_grid_feat(resnet, cnn_weights)
-        log.info("CNN weights from %s: %s", cnn_weights, report.summary())
-        _log_unloaded(report)
+        load_grid_feat(resnet, cnn_weights).log(log, f"CNN {cnn_weights}")
     return ClipBertBackbone(
         resnet,
         build_bert(

@@ -7,6 +7,7 @@ reference/clipbert-original.md section 2.5 for the mapping.
 
 from __future__ import annotations
 
+import logging
 import pickle
 import re
 from dataclasses import dataclass, field
@@ -131,6 +132,18 @@ class LoadReport:
             f"unexpected {len(self.unexpected)}, shape-mismatched {len(self.mismatched)}, "
             f"dropped {len(self.dropped)} unused original keys"
         )
+
+    def log(self, logger: logging.Logger, source: str) -> None:
+        """The summary, then every key that did not load as it is, one line each."""
+        logger.info("weights from %s: %s", source, self.summary())
+        for key in self.missing:
+            logger.warning("  not in the file, left at init: %s", key)
+        for key, file_shape, model_shape in self.mismatched:
+            logger.warning(
+                "  shape %s in the file, %s here, left at init: %s", file_shape, model_shape, key
+            )
+        for key in self.unexpected:
+            logger.warning("  not used by the model: %s", key)
 
 
 def load_plain(path: str | Path) -> object:

@@ -37,6 +37,12 @@ class MLPClassifier(nn.Module):
         return self.classifier(self.dropout(pooled))
 
 
+def group_options(scores: Tensor, num_options: int) -> Tensor:
+    """One-output scores of option rows (Q * options, N, 1), consecutive per question, into
+    (Q, N, options): the original's ``ClipBertForMultipleChoice`` reshape, per clip."""
+    return scores.squeeze(-1).unflatten(0, (-1, num_options)).transpose(1, 2)
+
+
 class PretrainingHeads(nn.Module):
     """MLM over text positions and image-text matching (ITM) on the pooled output.
 

@@ -22,7 +22,7 @@ from clipbert.models.checkpoints import (
     load_weights,
     read_state_dict,
 )
-from clipbert.models.heads import MLPClassifier
+from clipbert.models.heads import MLPClassifier, group_options
 from clipbert.models.resnet import resnet50
 from clipbert.tasks.base import aggregate_clip_logits
 
@@ -114,7 +114,7 @@ class OriginalClipBert(nn.Module):
         pooled = self.backbone(frames, text_input_ids, text_input_mask, visual_index)  # (E, N, H)
         logits = self.head(pooled)  # (E, N, C)
         if self.head_type == "mc":
-            logits = logits.squeeze(-1).unflatten(0, (-1, self.num_options)).transpose(1, 2)
+            logits = group_options(logits, self.num_options)
         return logits.transpose(0, 1)
 
     def forward(

@@ -35,6 +35,11 @@ class ImageQATask(VideoQATask):
         self.val_acc = VQAScore(answer_types)
         self.test_acc = VQAScore(answer_types)
 
+    primary_metric = "score"
+
+    def targets(self, batch: VideoQABatch) -> torch.Tensor:
+        return batch.target_scores
+
     def _loss(self, logits: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
         width = target_scores.shape[1]
         losses = F.binary_cross_entropy_with_logits(
@@ -42,23 +47,12 @@ class ImageQATask(VideoQATask):
         )
         return losses.sum(dim=1).mean()
 
-    def training_step(self, batch: VideoQABatch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch), batch.target_scores)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
-        return loss
-
-    def _eval_step(self, batch: VideoQABatch, stage: str, metric: VQAScore) -> None:
-        logits = self(batch)
-        self.log(f"{stage}/loss", self._loss(logits, batch.target_scores), batch_size=len(batch))
-        predicted = self.candidate_logits(logits).argmax(dim=-1)
-        earned = batch.target_scores.masked_fill(self._broken(batch, stage)[:, None], 0.0)
+    def update_metric(
+        self, metric: VQAScore, predicted: torch.Tensor, batch: VideoQABatch, broken: torch.Tensor
+    ) -> None:
+        """The VQA score; a question on an unreadable video earns 0."""
+        earned = batch.target_scores.masked_fill(broken[:, None], 0.0)
         metric.update(predicted, earned, batch.answer_types)
-
-    def _log_metric(self, stage: str, metric: VQAScore) -> None:
-        values = metric.compute()
-        self.log(f"{stage}/score", values.pop("score"), prog_bar=True)
-        self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
-        metric.reset()
 
     def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         record = super().describe(batch, i, indices, probs)

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from clipbert.data.collate import VideoQABatch
 from clipbert.data.datasets import IGNORE_LABEL
 from clipbert.metrics import QAAccuracy
-from clipbert.models.heads import MLPClassifier
+from clipbert.models.heads import MLPClassifier, group_options
 from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
 
 TOP_K = 5
@@ -38,17 +38,26 @@ class _QATask(ClipBertTask):
         """The logits of the answers that can be predicted (all of them by default)."""
         return logits
 
+    def targets(self, batch: VideoQABatch) -> torch.Tensor:
+        """What the loss compares the logits with: the gold label of each question."""
+        return batch.labels
+
     def training_step(self, batch: VideoQABatch, batch_idx: int) -> torch.Tensor:
-        loss = self._loss(self(batch), batch.labels)
+        loss = self._loss(self(batch), self.targets(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
-        self.log(f"{stage}/loss", self._loss(logits, batch.labels), batch_size=len(batch))
+        self.log(f"{stage}/loss", self._loss(logits, self.targets(batch)), batch_size=len(batch))
         predicted = self.candidate_logits(logits).argmax(dim=-1)
-        predicted = predicted.masked_fill(self._broken(batch, stage), -1)  # counted wrong
-        metric.update(predicted, batch.labels, batch.answer_types)
+        self.update_metric(metric, predicted, batch, self._broken(batch, stage))
+
+    def update_metric(
+        self, metric: QAAccuracy, predicted: torch.Tensor, batch: VideoQABatch, broken: torch.Tensor
+    ) -> None:
+        """Accuracy; a question on an unreadable video is counted wrong."""
+        metric.update(predicted.masked_fill(broken, -1), batch.labels, batch.answer_types)
 
     def _broken(self, batch: VideoQABatch, stage: str) -> torch.Tensor:
         """Questions on unreadable videos: counted wrong, and counted in ``{stage}/broken``."""
@@ -56,9 +65,11 @@ class _QATask(ClipBertTask):
         self.log(f"{stage}/broken", broken.sum().float(), reduce_fx="sum", batch_size=len(batch))
         return broken
 
+    primary_metric = "acc"  # the metric shown in the progress bar
+
     def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
         values = metric.compute()
-        self.log(f"{stage}/acc", values.pop("acc"), prog_bar=True)
+        self.log(f"{stage}/{self.primary_metric}", values.pop(self.primary_metric), prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
         metric.reset()
 
@@ -173,8 +184,7 @@ class VideoMCTask(_QATask):
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
-        scores = self.head(pooled).squeeze(-1)  # (Q * options, N)
-        per_clip = scores.unflatten(0, (-1, self.num_options)).transpose(1, 2)  # (Q, N, options)
+        per_clip = group_options(self.head(pooled), self.num_options)  # (Q, N, options)
         return aggregate_clip_logits(per_clip, self.score_agg)
 
     def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
