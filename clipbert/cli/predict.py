@@ -144,6 +144,8 @@ def predict_one(cfg: DictConfig) -> dict[str, float]:
 
     if cfg.get("video") and cfg.get("image"):
         raise ValueError("give video=PATH or image=PATH, not both")
+    if cfg.top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
     visual = cfg.video or cfg.image
     device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
     if cfg.accelerator == "auto" and torch.cuda.is_available():

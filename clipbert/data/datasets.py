@@ -224,7 +224,11 @@ class ImageTextMatchingDataset(Dataset):
         read_clips: VideoClipReader,
         num_negatives: int = 1,
     ) -> None:
-        if len({e.video_id for e in examples}) < 2 and num_negatives > 0:
+        if num_negatives < 1:
+            raise ValueError(
+                f"num_negatives must be >= 1 (the original uses 1), got {num_negatives}"
+            )
+        if len({e.video_id for e in examples}) < 2:
             raise ValueError("negative captions need at least two videos")
         self.examples = list(examples)
         self.read_clips = read_clips

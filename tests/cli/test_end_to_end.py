@@ -35,6 +35,7 @@ def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
     with open_dict(pcfg):
         pcfg.paths.output_dir = str(out)
     pred_metrics = predict(pcfg)
+    assert not torch.backends.cudnn.allow_tf32  # tf32=false (default): parity with fp32
 
     lines = (out / "predictions.jsonl").read_text().splitlines()
     records = [json.loads(line) for line in lines]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from clipbert.data.annotations import CaptionExample
 from clipbert.data.datasets import ImageTextMatchingDataset
-from clipbert.tasks.retrieval import scored_part
+from clipbert.models.backbone import build_backbone
+from clipbert.tasks.retrieval import RetrievalTask, scored_part
 
 NAN = float("nan")
 
@@ -44,3 +46,29 @@ def test_negatives_are_captions_of_other_videos() -> None:
         assert not {captions[0].caption, captions[1].caption} & set(item["texts"][1:])
         drawn.update(item["texts"][1:])
     assert drawn == {captions[2].caption, captions[3].caption}  # drawn afresh each read
+
+
+def test_bad_retrieval_settings_are_refused() -> None:
+    captions = [CaptionExample(0, "v0", "a"), CaptionExample(1, "v1", "b")]
+    with pytest.raises(ValueError, match="num_negatives must be >= 1"):
+        ImageTextMatchingDataset(captions, lambda video_id: None, num_negatives=0)
+    with pytest.raises(ValueError, match="two videos"):
+        ImageTextMatchingDataset(captions[:1], lambda video_id: None)
+    backbone = build_backbone(
+        {"layers": [1, 1, 1, 1], "stem_width": 8, "width": 4},
+        {
+            "vocab_size": 20,
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+        },
+    )
+    with pytest.raises(ValueError, match="ranking_pairs must be >= 1"):
+        RetrievalTask(
+            backbone,
+            ranking_pairs=0,
+            optimizer=torch.optim.AdamW,
+            cnn_lr=1e-4,
+            cnn_weight_decay=0.0,
+        )
