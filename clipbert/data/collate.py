@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 
 import torch
-from transformers import PreTrainedTokenizerBase
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from clipbert.data.transforms import pad_to_largest, resize_pad_batch
 
@@ -76,6 +76,10 @@ class PairBatch(FramesBatch):
     attention_mask: torch.Tensor
     visual_index: torch.Tensor
     labels: torch.Tensor
+    video_ids: list[str] = field(default_factory=list)  # (V,), for in-batch negatives
+    # the matching texts again, masked for MLM (labels -100 where not masked); None: no MLM
+    mlm_input_ids: torch.Tensor | None = None
+    mlm_labels: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.labels.shape[0]
@@ -168,16 +172,34 @@ class VideoQACollator:
 
 
 class PairCollator:
-    """Batches :class:`~clipbert.data.datasets.ImageTextMatchingDataset` items."""
+    """Batches :class:`~clipbert.data.datasets.ImageTextMatchingDataset` items.
 
-    def __init__(self, tokenize: TextTokenizer) -> None:
+    With ``mlm_probability`` > 0 it also masks a copy of the matching texts as BERT does (of
+    the chosen tokens 80% become [MASK], 10% a random token, 10% stay; never [CLS], [SEP] or
+    padding), which the original's pre-training collator did for its MLM loss.
+    """
+
+    def __init__(self, tokenize: TextTokenizer, mlm_probability: float = 0.0) -> None:
+        if not 0.0 <= mlm_probability < 1.0:
+            raise ValueError(f"mlm_probability must be in [0, 1), got {mlm_probability}")
         self.tokenize = tokenize
+        self.masker = (
+            DataCollatorForLanguageModeling(tokenize.tokenizer, mlm_probability=mlm_probability)
+            if mlm_probability > 0
+            else None
+        )
 
     def __call__(self, items: list[dict]) -> PairBatch:
-        return PairBatch(
-            **frames_and_texts(items, self.tokenize),
-            labels=torch.tensor([label for item in items for label in item["labels"]]),
-        )
+        common = frames_and_texts(items, self.tokenize)
+        labels = torch.tensor([label for item in items for label in item["labels"]])
+        batch = PairBatch(**common, labels=labels, video_ids=[item["video_id"] for item in items])
+        if self.masker is not None:
+            ids = batch.input_ids[labels == 1]
+            special = torch.isin(ids, torch.tensor(self.tokenize.tokenizer.all_special_ids))
+            batch.mlm_input_ids, batch.mlm_labels = self.masker.torch_mask_tokens(
+                ids.clone(), special_tokens_mask=special
+            )
+        return batch
 
 
 def collate_videos(items: list[dict]) -> VideoBatch:

@@ -330,13 +330,17 @@ class RetrievalDataModule(ClipBertDataModule):
     """Text-video retrieval (MSRVTT, DiDeMo and ActivityNet paragraphs).
 
     Training yields each caption with its video and ``num_negatives`` captions of other videos
-    (image-text matching). Evaluation yields each distinct video once; the task scores every
-    caption of the split (``ranking_texts``) against it.
+    (image-text matching), and with ``mlm_probability`` > 0 a masked copy of each caption for
+    the task's auxiliary MLM loss. Evaluation yields each distinct video once; the task scores
+    every caption of the split (``ranking_texts``) against it.
     """
 
-    def __init__(self, *, num_negatives: int = 1, **common: Any) -> None:
+    def __init__(
+        self, *, num_negatives: int = 1, mlm_probability: float = 0.0, **common: Any
+    ) -> None:
         super().__init__(**common)
         self.num_negatives = num_negatives
+        self.mlm_probability = mlm_probability
         self.ranking: dict[str, RankingTexts] = {}
 
     def build_dataset(self, split: str) -> Dataset:
@@ -367,4 +371,6 @@ class RetrievalDataModule(ClipBertDataModule):
         return self.ranking[split]
 
     def collate_fn(self, split: str) -> Callable[[list[dict]], FramesBatch]:
-        return PairCollator(self.text_tokenizer) if split == "train" else collate_videos
+        if split == "train":
+            return PairCollator(self.text_tokenizer, self.mlm_probability)
+        return collate_videos

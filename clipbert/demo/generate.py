@@ -1,9 +1,10 @@
 """A small synthetic video-QA dataset, generated deterministically from a seed.
 
-Each video shows 1-3 identical shapes of one colour on a grey background, either still or moving
-as a rigid group horizontally or vertically. Every video gets one question about colour, shape,
-count and motion. Colour, shape and count can be read from any single frame; motion needs two
-frames taken at different times, so the data checks that sparse multi-frame sampling works.
+Each video shows 1-3 identical shapes of one colour on a dark or light grey background, either
+still or moving as a rigid group horizontally or vertically. Every video gets one question about
+colour, shape, count and motion, and captions that name all five attributes. Colour, shape and
+count can be read from any single frame; motion needs two frames taken at different times, so
+the data checks that sparse multi-frame sampling works.
 
 The files follow the original ClipBERT storage layout (raw videos, an LMDB ``vis_db`` built by the
 project's own preprocessing, a jsonl ``txt_db`` with ``ans2label.json``, a WordPiece vocabulary),
@@ -13,6 +14,7 @@ so the demo exercises exactly the code paths a real dataset uses.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import json
 import logging
 import os
@@ -20,7 +22,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +38,7 @@ from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 DATASET_NAME = "demo_video_qa"
 IMAGE_DATASET_NAME = "demo_image_qa"
 TOKENIZER_NAME = "demo_tokenizer"
@@ -62,6 +65,7 @@ COLORS: Mapping[str, tuple[int, int, int]] = {
 SHAPES = ("circle", "square", "triangle")
 COUNT_WORDS = ("one", "two", "three")
 MOTIONS = ("still", "horizontally", "vertically")
+TONES: Mapping[str, tuple[int, int]] = {"dark": (40, 90), "light": (150, 200)}  # grey levels
 ANSWER_TYPES = ("color", "shape", "count", "motion")
 ANSWER_VALUES: Mapping[str, tuple[str, ...]] = {
     "color": tuple(COLORS),
@@ -95,9 +99,9 @@ TEMPLATES: Mapping[str, tuple[str, ...]] = {
 
 NUM_OPTIONS = 5
 CAPTION_TEMPLATES = (
-    "{count} {color} {shape} {motion}",
-    "a video of {count} {color} {shape} {motion}",
-    "there are {count} {color} {shape} {motion}",
+    "{count} {color} {shape} {motion} on a {tone} background",
+    "a video of {count} {color} {shape} {motion} on a {tone} background",
+    "there are {count} {color} {shape} {motion} on a {tone} background",
 )
 MOTION_PHRASES: Mapping[str, str] = {
     "still": "standing still",
@@ -183,7 +187,8 @@ class VideoSpec:
     offsets: tuple[tuple[int, int], ...]  # (x, y) of each shape's top-left corner in the group
     start: tuple[float, float]  # (x, y) of the group origin in the first frame
     end: tuple[float, float]  # ... and in the last frame
-    background: int
+    tone: str  # "dark" or "light" background, named in the captions
+    background: int  # its grey level
 
     def origin(self, frame_index: int) -> tuple[int, int]:
         """Group origin in one frame: constant velocity, rounded to whole pixels."""
@@ -199,6 +204,54 @@ class VideoSpec:
 def _balanced(rng: np.random.Generator, n_classes: int, n: int) -> np.ndarray:
     """Class indices with every class as often as possible (counts differ by at most one)."""
     return rng.permutation(np.resize(np.arange(n_classes), n))
+
+
+def _distinct_balanced(
+    rng: np.random.Generator, n_classes: Sequence[int], n: int
+) -> list[tuple[int, ...]]:
+    """n distinct combinations of class indices (n <= #combinations), every column balanced.
+
+    Starts from independent balanced columns and swaps one column's values between two rows
+    (which keeps every column balanced) whenever that turns a repeated row into an unused
+    combination without repeating another.
+    """
+    columns = [_balanced(rng, k, n).tolist() for k in n_classes]
+    rows = [tuple(row) for row in zip(*columns, strict=True)]
+    counts = Counter(rows)
+    for _ in range(1000 * n):
+        repeated = [i for i, row in enumerate(rows) if counts[row] > 1]
+        if not repeated:
+            return rows
+        i, j = int(rng.choice(repeated)), int(rng.integers(n))
+        column = int(rng.integers(len(n_classes)))
+        new_i = rows[i][:column] + (rows[j][column],) + rows[i][column + 1 :]
+        new_j = rows[j][:column] + (rows[i][column],) + rows[j][column + 1 :]
+        counts.subtract([rows[i], rows[j]])
+        if new_i != new_j and counts[new_i] == 0 and counts[new_j] == 0:
+            rows[i], rows[j] = new_i, new_j
+        counts.update([rows[i], rows[j]])
+    raise RuntimeError(f"no balanced design of {n} distinct combinations of {n_classes} found")
+
+
+def balanced_design(rng: np.random.Generator, n_classes: Sequence[int], n: int) -> np.ndarray:
+    """(n, attributes) class indices, shuffled: every column balanced (class counts differ by at
+    most one) and no combination used more than ceil(n / #combinations) times.
+
+    Independent balanced columns repeat combinations by chance (a 120-video split drawn that way
+    has only ~80 distinct ones); then captions cannot tell their videos apart and retrieval's
+    R@1 is capped far below 1. Here whole copies of the full factorial come first, and the rest
+    is a distinct balanced set, or a full copy less one when the rest is over half a copy (the
+    complement of a balanced set is balanced too).
+    """
+    combinations = list(itertools.product(*(range(k) for k in n_classes)))
+    copies, rest = divmod(n, len(combinations))
+    rows = combinations * copies
+    if 2 * rest <= len(combinations):
+        rows += _distinct_balanced(rng, n_classes, rest) if rest else []
+    else:
+        left_out = set(_distinct_balanced(rng, n_classes, len(combinations) - rest))
+        rows += [row for row in combinations if row not in left_out]
+    return np.array(rows)[rng.permutation(n)]
 
 
 def _layout(
@@ -238,9 +291,15 @@ def _path(
 
 
 def sample_spec(
-    rng: np.random.Generator, video_id: str, shape: str, color: str, count: int, motion: str
+    rng: np.random.Generator,
+    video_id: str,
+    shape: str,
+    color: str,
+    count: int,
+    motion: str,
+    tone: str,
 ) -> VideoSpec:
-    """Draw size, layout, path and background for a video with the given answers.
+    """Draw size, layout, path and grey level for a video with the given attributes.
 
     Every group fits a box that could travel along either axis, and a still group is frozen at a
     random point of such a path, so one frame's layout and position say nothing about motion.
@@ -262,8 +321,8 @@ def sample_spec(
     if motion == "still":
         start = end = start + rng.uniform() * (end - start)
         direction = 0
-    dark = rng.uniform() < 0.5
-    background = int(rng.integers(40, 91) if dark else rng.integers(150, 201))
+    low, high = TONES[tone]
+    background = int(rng.integers(low, high + 1))
     return VideoSpec(
         video_id=video_id,
         shape=shape,
@@ -275,23 +334,28 @@ def sample_spec(
         offsets=offsets,
         start=(float(start[0]), float(start[1])),
         end=(float(end[0]), float(end[1])),
+        tone=tone,
         background=background,
     )
 
 
 def design_split(seed: int, split: str, n: int) -> list[VideoSpec]:
-    """The videos of one split, with balanced colour, shape, count and motion classes."""
+    """The videos of one split: balanced shape, colour, count, motion and background classes,
+    each combination as rare as the split's size allows (see ``balanced_design``)."""
     split_index = SPLITS.index(split)
-    design_rng = np.random.default_rng([seed, split_index, 0])
-    columns = [
-        _balanced(design_rng, len(values), n) for values in (SHAPES, COLORS, COUNT_WORDS, MOTIONS)
-    ]
-    colors = list(COLORS)
+    attributes = (SHAPES, tuple(COLORS), COUNT_WORDS, MOTIONS, tuple(TONES))
+    design = balanced_design(
+        np.random.default_rng([seed, split_index, 0]), [len(a) for a in attributes], n
+    )
     specs = []
-    for i, (s, c, k, m) in enumerate(zip(*columns, strict=True)):
+    for i, (s, c, k, m, t) in enumerate(design.tolist()):
         rng = np.random.default_rng([seed, split_index, i + 1])
         video_id = f"demo_{split}_{i:04d}"
-        specs.append(sample_spec(rng, video_id, SHAPES[s], colors[c], int(k) + 1, MOTIONS[m]))
+        specs.append(
+            sample_spec(
+                rng, video_id, SHAPES[s], attributes[1][c], k + 1, MOTIONS[m], attributes[4][t]
+            )
+        )
     return specs
 
 
@@ -388,7 +452,7 @@ def multiple_choice(
 
 def captions(spec: VideoSpec, rng: np.random.Generator, n: int) -> list[str]:
     """``n`` captions naming every attribute of the video (MSRVTT retrieval shape)."""
-    values = {**answers(spec), "motion": MOTION_PHRASES[spec.motion]}
+    values = {**answers(spec), "motion": MOTION_PHRASES[spec.motion], "tone": spec.tone}
     templates = rng.choice(CAPTION_TEMPLATES, n, replace=False)
     return [str(template).format(**values) for template in templates]
 
@@ -469,7 +533,8 @@ def all_answers() -> list[str]:
 def vocabulary() -> list[str]:
     """WordPiece vocabulary: special tokens, then every word and punctuation mark, sorted."""
     texts = [t for templates in TEMPLATES.values() for t in templates] + all_answers()
-    texts += [t.format(count="", color="", shape="", motion="") for t in CAPTION_TEMPLATES]
+    texts += [t.format(count="", color="", shape="", motion="", tone="") for t in CAPTION_TEMPLATES]
+    texts += list(TONES)
     texts += list(MOTION_PHRASES.values()) + [YES_NO_TEMPLATE.format(color="")]
     words = {w for text in texts for w in _WORD.findall(text.lower())}
     return [*SPECIAL_TOKENS, *sorted(words)]

@@ -92,13 +92,23 @@ class ClipBertBackbone(nn.Module):
         attention_mask (E, L). visual_index (E,) gives each text's video; None pairs text i
         with video i. Each text is paired with each of its video's N clips.
         """
-        num_videos, num_clips = frames.shape[:2]
+        return self.encode_grid(self.encode_frames(frames), input_ids, attention_mask, visual_index)
+
+    def encode_grid(
+        self,
+        grid: Tensor,
+        input_ids: Tensor,
+        attention_mask: Tensor,
+        visual_index: Tensor | None = None,
+    ) -> Tensor:
+        """``encode`` from the CNN grids (V, N, T, h, w, H) of ``encode_frames``, so that a
+        training step can pair one CNN pass with several sets of texts."""
+        num_videos, num_clips = grid.shape[:2]
         num_texts = input_ids.shape[0]
         if visual_index is None:
             if num_texts != num_videos:
                 raise ValueError(f"{num_texts} texts but {num_videos} videos: pass visual_index")
-            visual_index = torch.arange(num_videos, device=frames.device)
-        grid = self.encode_frames(frames)  # (V, N, T, h, w, H)
+            visual_index = torch.arange(num_videos, device=grid.device)
         pair_grid = grid[visual_index].flatten(0, 1)  # (E*N, T, h, w, H), text-major
         hidden = self.joint(
             self.visual_embeddings(pair_grid),
@@ -106,6 +116,10 @@ class ClipBertBackbone(nn.Module):
             attention_mask.repeat_interleave(num_clips, dim=0),
         )
         return hidden.unflatten(0, (num_texts, num_clips))
+
+    def pool(self, hidden: Tensor) -> Tensor:
+        """Pooled text [CLS] (..., H) of sequence outputs (..., L + tokens, H)."""
+        return self.bert.pooler(hidden.flatten(0, -3)).unflatten(0, hidden.shape[:-2])
 
     def video_tokens(self, frames: Tensor) -> Tensor:
         """Visual tokens (V, N, tokens, H) of each clip, to pair with many texts in evaluation.
@@ -135,8 +149,7 @@ class ClipBertBackbone(nn.Module):
         visual_index: Tensor | None = None,
     ) -> Tensor:
         """Pooled text [CLS] (E, N, H) per (text, clip); see ``encode`` for the inputs."""
-        hidden = self.encode(frames, input_ids, attention_mask, visual_index)
-        return self.bert.pooler(hidden.flatten(0, 1)).unflatten(0, hidden.shape[:2])
+        return self.pool(self.encode(frames, input_ids, attention_mask, visual_index))
 
 
 def _channel_vector(values: Sequence[float]) -> Tensor:

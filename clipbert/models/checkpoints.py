@@ -31,6 +31,9 @@ _PREFIXES = (
 )
 # The pre-trained release's MLM + ITM heads, after conversion; unused by fine-tuning tasks.
 PRETRAINING_HEADS = ("head.predictions.", "head.seq_relationship.")
+# A fine-tuning task's auxiliary MLM head (retrieval's ``mlm_weight``) goes back to the
+# original's MLM head name.
+_EXPORTED_AUXILIARY = (("mlm_head.", "transformer.cls.predictions."),)
 _BLOCK_PART = re.compile(r"(res[2-5])\.(\d+)\.(conv[123]|shortcut)\.(norm\.)?(\w+)$")
 
 
@@ -72,7 +75,7 @@ def to_original_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     BatchNorm step counters (``num_batches_tracked``), which the original's FrozenBN lacks,
     are left out.
     """
-    inverse = [(new, old) for old, new in _PREFIXES if new is not None]
+    inverse = [*_EXPORTED_AUXILIARY, *((new, old) for old, new in _PREFIXES if new is not None)]
     original = {}
     for key, value in sd.items():
         if key.endswith("num_batches_tracked"):

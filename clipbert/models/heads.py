@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 from transformers import BertConfig
-from transformers.models.bert.modeling_bert import BertPreTrainingHeads
+from transformers.models.bert.modeling_bert import BertLMPredictionHead, BertPreTrainingHeads
 
 
 class MLPClassifier(nn.Module):
@@ -43,6 +43,19 @@ def group_options(scores: Tensor, num_options: int) -> Tensor:
     return scores.squeeze(-1).unflatten(0, (-1, num_options)).transpose(1, 2)
 
 
+def tie_mlm_head(
+    head: BertLMPredictionHead, word_embeddings: nn.Embedding, config: BertConfig
+) -> BertLMPredictionHead:
+    """BERT's MLM head with the decoder weight shared with the word embeddings, its bias with
+    ``head.bias``, and BERT init elsewhere."""
+    head.decoder.weight = word_embeddings.weight
+    head.decoder.bias = head.bias
+    nn.init.normal_(head.transform.dense.weight, std=config.initializer_range)
+    nn.init.zeros_(head.transform.dense.bias)
+    nn.init.zeros_(head.bias)
+    return head
+
+
 class PretrainingHeads(nn.Module):
     """MLM over text positions and image-text matching (ITM) on the pooled output.
 
@@ -55,14 +68,10 @@ class PretrainingHeads(nn.Module):
     def __init__(self, config: BertConfig, word_embeddings: nn.Embedding) -> None:
         super().__init__()
         heads = BertPreTrainingHeads(config)
-        heads.predictions.decoder.weight = word_embeddings.weight
-        heads.predictions.decoder.bias = heads.predictions.bias
-        self.predictions = heads.predictions
+        self.predictions = tie_mlm_head(heads.predictions, word_embeddings, config)
         self.seq_relationship = heads.seq_relationship
-        for module in (self.predictions.transform.dense, self.seq_relationship):
-            nn.init.normal_(module.weight, std=config.initializer_range)
-            nn.init.zeros_(module.bias)
-        nn.init.zeros_(self.predictions.bias)
+        nn.init.normal_(self.seq_relationship.weight, std=config.initializer_range)
+        nn.init.zeros_(self.seq_relationship.bias)
 
     def forward(self, text_hidden: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
         """text_hidden (..., L, H), pooled (..., H) -> MLM (..., L, V) and ITM (..., 2) logits."""

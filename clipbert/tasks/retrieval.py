@@ -8,11 +8,12 @@ import logging
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
 from clipbert.data.collate import PairBatch, VideoBatch, VideoQABatch
 from clipbert.data.datamodule import RankingTexts
 from clipbert.metrics import QAAccuracy, retrieval_metrics
-from clipbert.models.heads import MLPClassifier
+from clipbert.models.heads import MLPClassifier, tie_mlm_head
 from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,19 @@ def scored_part(matrix: Tensor, text_to_video: Tensor) -> tuple[Tensor, Tensor]:
     return matrix[keep][:, scored], renumber[text_to_video[keep]]
 
 
+def sample_hard_negatives(log_odds: Tensor, allowed: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Draw k distinct negative captions per video with probability softmax(log_odds) over the
+    allowed ones. log_odds and allowed are (V, captions); a video with fewer than k allowed
+    captions gets none. Returns (video, caption) index pairs, each (pairs,)."""
+    weights = log_odds.float().masked_fill(~allowed, float("-inf")).softmax(dim=-1)
+    rows = allowed.sum(dim=1) >= k
+    if not bool(rows.any()):
+        return allowed.new_zeros(0, dtype=torch.long), allowed.new_zeros(0, dtype=torch.long)
+    captions = torch.multinomial(weights[rows], k)
+    videos = rows.nonzero()[:, 0].repeat_interleave(k)
+    return videos, captions.flatten()
+
+
 class RetrievalTask(ClipBertTask):
     """A 2-way match classifier on the pooled [CLS] of each (caption, video) pair.
 
@@ -41,6 +55,20 @@ class RetrievalTask(ClipBertTask):
 
     On multiple-choice data (the MSRVTT multiple-choice test: 5 candidate captions per video)
     it answers with the caption of highest p(match), as the original's ``run_msrvtt_mc.py``.
+
+    Training uses the loader's random negatives, as the original. ``hard_negatives`` > 0 adds,
+    for each video, that many negatives mined from the other videos' captions in the batch:
+    drawn with probability softmax(match log-odds) under the current model (as ALBEF mines its
+    ITM negatives), so they are the captions the model confuses with the right one. Random
+    negatives seldom differ from the positive in one detail only, so a model trained on them
+    alone learns to check one or two cues and ranks poorly; mining costs one no-grad pass over
+    every (caption, video) pair of the batch.
+
+    ``mlm_weight`` > 0 adds the original pre-training's masked-language-model loss on the
+    matching captions (masked by the loader: ``datamodule.mlm_probability``), through an MLM
+    head tied to the word embeddings. Predicting a masked word from the video teaches what
+    each word looks like directly, which image-text matching alone teaches slowly: the
+    original never trains retrieval from scratch, it starts from MLM + ITM pre-training.
     """
 
     def __init__(
@@ -49,12 +77,28 @@ class RetrievalTask(ClipBertTask):
         *,
         classifier_dropout: float = 0.1,
         ranking_pairs: int = 512,
+        hard_negatives: int = 0,
+        mlm_weight: float = 0.0,
         **task_kwargs,
     ) -> None:
         super().__init__(backbone, **task_kwargs)
         if ranking_pairs < 1:
             raise ValueError(f"ranking_pairs must be >= 1, got {ranking_pairs}")
+        if hard_negatives < 0:
+            raise ValueError(f"hard_negatives must be >= 0 (0: the original), got {hard_negatives}")
+        if mlm_weight < 0:
+            raise ValueError(f"mlm_weight must be >= 0 (0: no MLM loss), got {mlm_weight}")
         self.ranking_pairs = ranking_pairs
+        self.hard_negatives = hard_negatives
+        self.mlm_weight = mlm_weight
+        bert = backbone.bert
+        self.mlm_head = (
+            tie_mlm_head(
+                BertLMPredictionHead(bert.config), bert.embeddings.word_embeddings, bert.config
+            )
+            if mlm_weight > 0
+            else None
+        )
         self.head = MLPClassifier(backbone.hidden_size, 2, dropout=classifier_dropout)
         self._columns: list[tuple[Tensor, Tensor]] = []
         self.mc_acc = QAAccuracy()
@@ -67,12 +111,96 @@ class RetrievalTask(ClipBertTask):
         return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
-        logits = self(batch)
-        loss = F.cross_entropy(logits.float(), batch.labels)
-        accuracy = (logits.argmax(dim=-1) == batch.labels).float().mean()
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
-        self.log("train/itm_acc", accuracy, batch_size=len(batch))
+        grid = self.backbone.encode_frames(batch.frames)  # one CNN pass for every loss
+        pairs = (batch.input_ids, batch.attention_mask, batch.visual_index)
+        labels = batch.labels
+        if self.hard_negatives:
+            pairs, labels = self._add_hard_negatives(grid, batch)
+        hidden = self.backbone.encode_grid(grid, *pairs)
+        logits = aggregate_clip_logits(self.head(self.backbone.pool(hidden)), self.score_agg)
+        loss = F.cross_entropy(logits.float(), labels)
+        accuracy = (logits.argmax(dim=-1) == labels).float().mean()
+        self.log("train/itm_loss", loss, batch_size=len(labels))
+        self.log("train/itm_acc", accuracy, batch_size=len(labels))
+        if (self.mlm_head is None) != (batch.mlm_input_ids is None):
+            raise ValueError(
+                "the MLM loss needs both task.module.mlm_weight > 0 and "
+                "task.datamodule.mlm_probability > 0; set both or neither"
+            )
+        if self.mlm_head is not None:
+            mlm_loss = self._mlm_loss(grid, batch)
+            self.log("train/mlm_loss", mlm_loss, batch_size=len(batch.mlm_labels))
+            loss = loss + self.mlm_weight * mlm_loss
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
         return loss
+
+    def _mlm_loss(self, grid: Tensor, batch: PairBatch) -> Tensor:
+        """Cross-entropy of the masked words of the matching captions, over every clip."""
+        positive = batch.labels == MATCH
+        hidden = self.backbone.encode_grid(
+            grid, batch.mlm_input_ids, batch.attention_mask[positive], batch.visual_index[positive]
+        )
+        text_length = batch.mlm_input_ids.shape[1]
+        logits = self.mlm_head(hidden[:, :, :text_length])  # (E, N, L, vocab)
+        targets = batch.mlm_labels[:, None].expand(-1, hidden.shape[1], -1)
+        masked = targets != -100
+        if not bool(masked.any()):  # a batch of very short captions may mask nothing
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[masked].float(), targets[masked])
+
+    def pair_logits(
+        self, tokens: Tensor, input_ids: Tensor, attention_mask: Tensor, visual_index: Tensor
+    ) -> Tensor:
+        """Aggregated match logits (E, 2) of text e with video ``visual_index[e]``, given each
+        video's visual tokens (V, N, tokens, H) computed once."""
+        num_clips = tokens.shape[1]
+        hidden = self.backbone.joint(
+            tokens[visual_index].flatten(0, 1),
+            input_ids.repeat_interleave(num_clips, dim=0),
+            attention_mask.repeat_interleave(num_clips, dim=0),
+        )
+        logits = self.head(self.backbone.pool(hidden))
+        return aggregate_clip_logits(
+            logits.unflatten(0, (len(input_ids), num_clips)), self.score_agg
+        )
+
+    def grid_logits(self, tokens: Tensor, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """Aggregated match logits (texts, V, 2) of every text with every video."""
+        num_texts, num_videos = len(input_ids), tokens.shape[0]
+        videos = torch.arange(num_videos, device=tokens.device).repeat(num_texts)
+        logits = self.pair_logits(
+            tokens,
+            input_ids.repeat_interleave(num_videos, dim=0),
+            attention_mask.repeat_interleave(num_videos, dim=0),
+            videos,
+        )
+        return logits.unflatten(0, (num_texts, num_videos))
+
+    def _add_hard_negatives(
+        self, grid: Tensor, batch: PairBatch
+    ) -> tuple[tuple[Tensor, Tensor, Tensor], Tensor]:
+        """The batch's (input_ids, attention_mask, visual_index) and labels, followed by the
+        mined negatives."""
+        positive = batch.labels == MATCH
+        ids, mask = batch.input_ids[positive], batch.attention_mask[positive]
+        owners = [batch.video_ids[v] for v in batch.visual_index[positive].tolist()]
+        # never a caption of the same video (a video may be in the batch with two captions)
+        allowed = torch.tensor(
+            [[video != owner for owner in owners] for video in batch.video_ids],
+            device=grid.device,
+        )  # (V, captions)
+        with torch.no_grad():
+            tokens = self.backbone.visual_embeddings(grid.flatten(0, 1)).unflatten(
+                0, grid.shape[:2]
+            )
+            log_odds = self.grid_logits(tokens, ids, mask).float().diff(dim=-1)[..., 0]
+        videos, chosen = sample_hard_negatives(log_odds.t(), allowed, self.hard_negatives)
+        pairs = (
+            torch.cat([batch.input_ids, ids[chosen]]),
+            torch.cat([batch.attention_mask, mask[chosen]]),
+            torch.cat([batch.visual_index, videos]),
+        )
+        return pairs, torch.cat([batch.labels, batch.labels.new_zeros(len(chosen))])
 
     @torch.no_grad()
     def score_videos(self, frames: Tensor, texts: RankingTexts) -> Tensor:
@@ -84,16 +212,9 @@ class RetrievalTask(ClipBertTask):
         attention_mask = texts.attention_mask.to(frames.device)
         blocks = []
         for start in range(0, len(texts), step):
-            ids, mask = input_ids[start : start + step], attention_mask[start : start + step]
-            shape = (len(ids), num_videos, num_clips)
-            hidden = self.backbone.joint(
-                tokens.expand(len(ids), *tokens.shape).flatten(0, 2),
-                ids[:, None, None].expand(*shape, -1).flatten(0, 2),
-                mask[:, None, None].expand(*shape, -1).flatten(0, 2),
-            )
-            logits = self.head(self.backbone.bert.pooler(hidden)).unflatten(0, shape[:2] + (-1,))
-            aggregated = aggregate_clip_logits(logits.flatten(0, 1), self.score_agg)
-            blocks.append(aggregated.float().softmax(dim=-1)[:, MATCH].view(shape[:2]))
+            block = slice(start, start + step)
+            logits = self.grid_logits(tokens, input_ids[block], attention_mask[block])
+            blocks.append(logits.float().softmax(dim=-1)[..., MATCH])
         return torch.cat(blocks)
 
     def _ranking_texts(self, split: str) -> RankingTexts:

@@ -209,3 +209,25 @@ def test_tokenizer_covers_every_question_and_answer(demo: DemoPaths) -> None:
         ids = tokenizer(text)["input_ids"]
         assert tokenizer.unk_token_id not in ids, text
         assert tokenizer.decode(ids, skip_special_tokens=True).replace(" ?", "?") == text.lower()
+
+
+@pytest.mark.parametrize("n", [1, 8, 80, 120, 215, 216, 1440])
+def test_design_is_balanced_and_spreads_combinations(n: int) -> None:
+    n_classes = (3, 4, 3, 3, 2)
+    design = gen.balanced_design(np.random.default_rng(n), n_classes, n)
+    assert design.shape == (n, len(n_classes))
+    for column, k in enumerate(n_classes):
+        counts = np.bincount(design[:, column], minlength=k)
+        assert counts.max() - counts.min() <= 1
+    _, multiplicity = np.unique(design, axis=0, return_counts=True)
+    assert multiplicity.max() == -(-n // 216)  # distinct up to 216 videos
+
+
+def test_eval_captions_identify_their_video() -> None:
+    specs = gen.design_split(0, "test", gen.DEFAULT_SIZES["test"])
+    assert len({(s.shape, s.color, s.count, s.motion, s.tone) for s in specs}) == len(specs)
+    rng = np.random.default_rng(0)
+    for spec in specs[:10]:
+        words = gen.captions(spec, rng, 1)[0].split()
+        named = (spec.shape, spec.color, gen.COUNT_WORDS[spec.count - 1], spec.tone)
+        assert all(word in words for word in named)
