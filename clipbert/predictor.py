@@ -51,12 +51,13 @@ class Predictor:
         sampling: FrameSampling,
         decoder: str = "decord",
         device: str | torch.device = "cpu",
+        decoder_fallback: str | None = "pyav",
     ) -> None:
         self.device = torch.device(device)
         self.module = module.eval().to(self.device)
         self.text_tokenizer = text_tokenizer
         self.image_size = image_size
-        self.reader = VideoClipReader(None, build_decoder(decoder), sampling)
+        self.reader = VideoClipReader(None, build_decoder(decoder, decoder_fallback), sampling)
 
     @classmethod
     def from_checkpoint(
@@ -81,6 +82,7 @@ class Predictor:
             FrameSampling(**sampling),
             datamodule.get("decoder", "decord"),
             device,
+            datamodule.get("decoder_fallback", "pyav"),
         )
 
     def frames(self, visual: str | Path) -> torch.Tensor:

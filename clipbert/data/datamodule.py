@@ -81,6 +81,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         decoder: str = "decord",
+        decoder_fallback: str | None = "pyav",
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
     ) -> None:
@@ -101,7 +102,9 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        build_decoder(decoder, decoder_fallback)  # an unknown name fails here, not in a worker
         self.decoder_name = decoder
+        self.decoder_fallback = decoder_fallback
         self.predict_split = predict_split
         self._prepare = prepare
         self.datasets: dict[str, Dataset] = {}
@@ -140,7 +143,7 @@ class ClipBertDataModule(pl.LightningDataModule):
     def clip_reader(self, split: str) -> VideoClipReader:
         return VideoClipReader(
             store=open_store(self.vis_db),
-            decoder=build_decoder(self.decoder_name),
+            decoder=build_decoder(self.decoder_name, self.decoder_fallback),
             sampling=self.train_sampling if split == "train" else self.eval_sampling,
         )
 

@@ -38,13 +38,21 @@ class DecodeError(RuntimeError):
 
 
 class VideoDecoder(abc.ABC):
-    """Decode selected frames of a video held in memory.
+    """Decode selected frames of a video held in memory."""
+
+    name: str
+
+    @abc.abstractmethod
+    def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
+        """Decode the frames that ``select`` picks, as uint8 RGB ``(len(indices), 3, H, W)``."""
+
+
+class IndexedDecoder(VideoDecoder):
+    """A decoder that probes the container, then decodes chosen frame indices.
 
     Subclasses implement :meth:`_open` (probe the container) and :meth:`_decode` (decode sorted
     unique indices); this class handles validation, de-duplication, ordering and errors.
     """
-
-    name: str
 
     def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
         """Decode the frames that ``select`` picks, as uint8 RGB ``(len(indices), 3, H, W)``.
@@ -99,7 +107,7 @@ class VideoDecoder(abc.ABC):
         """Decode sorted unique ``indices``; return uint8 RGB ``(len(indices), 3, H, W)``."""
 
 
-class DecordDecoder(VideoDecoder):
+class DecordDecoder(IndexedDecoder):
     """Frame-accurate, index-based decoding with decord (the default backend).
 
     ``num_threads`` defaults to 1 because DataLoader workers already decode videos in
@@ -133,18 +141,113 @@ class DecordDecoder(VideoDecoder):
         return f"DecordDecoder(num_threads={self.num_threads})"
 
 
-_DECODERS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder}
+class PyAVDecoder(IndexedDecoder):
+    """Decoding with PyAV (FFmpeg): slower than decord for sparse frames, but it opens what
+    decord cannot (GIFs, WebM without a duration) and survives a corrupt packet.
+
+    It reads the first *video* stream (not stream 0, which may be audio), counts frames by
+    demuxing rather than trusting the header (often 0 in mkv/webm), decodes in order up to the
+    last wanted frame, skips packets FFmpeg rejects, and rotates frames upright as the display
+    matrix says, as decord does. When fewer frames decode than packets were counted (a
+    rejected packet), wanted indices past the end get the last decoded frame.
+    """
+
+    name = "pyav"
+
+    def __init__(self, num_threads: int = 1) -> None:
+        self.num_threads = num_threads
+
+    def _open(self, data: bytes) -> tuple[Any, VideoInfo]:
+        import av
+
+        with av.open(io.BytesIO(data)) as container:
+            if not container.streams.video:
+                raise DecodeError("pyav: the file has no video stream")
+            stream = container.streams.video[0]
+            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            rate = stream.average_rate or stream.guessed_rate
+            info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0)
+            return (data, stream.index), info
+
+    def _decode(self, handle: Any, indices: list[int]) -> torch.Tensor:
+        import av
+
+        data, stream_index = handle
+        wanted, last = set(indices), indices[-1]
+        frames: dict[int, np.ndarray] = {}
+        position = 0
+        with av.open(io.BytesIO(data)) as container:
+            stream = next(v for v in container.streams.video if v.index == stream_index)
+            stream.thread_count = self.num_threads
+            for packet in container.demux(stream):
+                try:
+                    decoded = packet.decode()
+                except av.error.InvalidDataError:
+                    continue  # a corrupt packet: its frame is lost, the rest still decode
+                for frame in decoded:
+                    if position in wanted:
+                        frames[position] = _upright_rgb(frame)
+                    position += 1
+                if position > last:
+                    break
+        if not frames:
+            raise DecodeError(f"pyav: none of the frames {indices[:5]} could be decoded")
+        rows, previous = [], None
+        for index in indices:  # sorted: a missing index takes the last frame before it
+            previous = frames.get(index, previous)
+            rows.append(previous if previous is not None else frames[min(frames)])
+        return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
+
+    def __repr__(self) -> str:
+        return f"PyAVDecoder(num_threads={self.num_threads})"
 
 
-def build_decoder(name: str = "decord", **kwargs: Any) -> VideoDecoder:
-    """Build the video decoder called ``name``; ``kwargs`` go to its constructor."""
-    try:
-        cls = _DECODERS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown video decoder {name!r}; choose one of {', '.join(sorted(_DECODERS))}"
-        ) from None
-    return cls(**kwargs)
+def _upright_rgb(frame: Any) -> np.ndarray:
+    """(H, W, 3) RGB of a PyAV frame, turned as its display matrix says (rotation in degrees,
+    counter-clockwise; -90 shows a landscape-coded phone clip in portrait)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    quarter_turns = round(getattr(frame, "rotation", 0) or 0) // 90
+    return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns % 4 else rgb
+
+
+class FallbackDecoder(VideoDecoder):
+    """``primary``, and ``fallback`` for any video the primary cannot decode."""
+
+    def __init__(self, primary: VideoDecoder, fallback: VideoDecoder) -> None:
+        self.primary = primary
+        self.fallback = fallback
+        self.name = f"{primary.name} (falling back to {fallback.name})"
+
+    def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
+        try:
+            return self.primary.read(data, select)
+        except DecodeError as first:
+            try:
+                return self.fallback.read(data, select)
+            except DecodeError as second:
+                raise DecodeError(f"{first}; then {second}") from second
+
+    def __repr__(self) -> str:
+        return f"FallbackDecoder({self.primary!r}, {self.fallback!r})"
+
+
+_DECODERS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+
+
+def build_decoder(
+    name: str = "decord", fallback: str | None = "pyav", **kwargs: Any
+) -> VideoDecoder:
+    """Build the video decoder called ``name`` (``kwargs`` go to its constructor), wrapped so
+    that ``fallback`` (None: none) decodes what it cannot."""
+    for choice in (name, fallback):
+        if choice is not None and choice not in _DECODERS:
+            raise ValueError(
+                f"unknown video decoder {choice!r}; choose one of {', '.join(sorted(_DECODERS))}"
+            )
+    decoder = _DECODERS[name](**kwargs)
+    if fallback is None or fallback == name:
+        return decoder
+    return FallbackDecoder(decoder, _DECODERS[fallback]())
 
 
 def decode_image(data: bytes) -> torch.Tensor:

@@ -16,6 +16,9 @@ from clipbert.data.decoding import (
     DEFAULT_FPS,
     DecodeError,
     DecordDecoder,
+    FallbackDecoder,
+    IndexedDecoder,
+    PyAVDecoder,
     VideoDecoder,
     VideoInfo,
     build_decoder,
@@ -32,6 +35,11 @@ VIDEOS = [
     ("h264_opus_426x240_30fps.mkv", (240, 426), 310, 30.0),  # no frame count in the header
     ("h264_1920x1080_vfr_72frames.mp4", (1080, 1920), 72, 28.052),  # uneven frame rate
     ("h264_568x320_rot90_3frames.mov", (568, 320), 3, 30.0),  # decord applies the rotation
+    ("h264_aac_iphone_rot90_audiofirst.mov", (568, 320), 66, 29.977),  # video is stream #1
+]
+ONLY_PYAV = [  # decord cannot open these
+    ("gif_14x25_24frames_tiny.gif", (25, 14), 24, 14.286),
+    ("vp9_opus_1280x720_noduration.webm", (720, 1280), 74, 14.985),  # no duration, no count
 ]
 
 
@@ -39,9 +47,9 @@ def _bytes(name: str) -> bytes:
     return (ASSETS / name).read_bytes()
 
 
-@pytest.fixture(scope="module")
-def decoder() -> VideoDecoder:
-    return build_decoder("decord")
+@pytest.fixture(scope="module", params=["decord", "pyav"])
+def decoder(request: pytest.FixtureRequest) -> VideoDecoder:
+    return build_decoder(request.param, fallback=None)
 
 
 @pytest.mark.parametrize(("name", "size", "num_frames", "fps"), VIDEOS)
@@ -96,14 +104,48 @@ def test_decoding_is_deterministic(decoder) -> None:
     ids=["empty", "random", "truncated-header", "truncated-half"],
 )
 def test_bad_bytes_raise_decode_error(decoder, data: bytes) -> None:
-    with pytest.raises(DecodeError, match="decord"):
+    with pytest.raises(DecodeError, match=decoder.name):
         decoder.read(data, lambda info: [0])
 
 
-def test_corrupt_packet_raises_decode_error(decoder) -> None:
-    # Opens (50 frames in the header) but a packet in the middle cannot be decoded.
-    with pytest.raises(DecodeError, match="decode frames"):
-        decoder.read(_bytes("h264_1280x720_corrupt_nal.mp4"), lambda info: range(info.num_frames))
+@pytest.mark.parametrize(("name", "size", "num_frames", "fps"), VIDEOS)
+def test_both_decoders_give_the_same_frames(name, size, num_frames, fps) -> None:
+    data = _bytes(name)
+    indices = sorted({0, num_frames // 3, num_frames - 1})
+    decord_frames = build_decoder("decord", fallback=None).read(data, lambda info: indices)
+    pyav_frames = build_decoder("pyav", fallback=None).read(data, lambda info: indices)
+    assert torch.equal(decord_frames, pyav_frames)  # rotation included
+
+
+@pytest.mark.parametrize(("name", "size", "num_frames", "fps"), ONLY_PYAV)
+def test_what_decord_cannot_open_falls_back_to_pyav(name, size, num_frames, fps) -> None:
+    data = _bytes(name)
+    with pytest.raises(DecodeError, match="decord could not open"):
+        build_decoder("decord", fallback=None).read(data, lambda info: [0])
+    seen: list[VideoInfo] = []
+    frames = build_decoder("decord").read(data, lambda info: seen.append(info) or [0, 5, 5])
+    assert seen == [VideoInfo(num_frames, pytest.approx(fps, abs=1e-3))]
+    assert frames.shape == (3, 3, *size) and torch.equal(frames[1], frames[2])
+
+
+def test_corrupt_packet(decoder) -> None:
+    # Opens (50 packets) but one packet in the middle cannot be decoded: decord gives up on
+    # the batch, PyAV drops that packet's frame and repeats the last frame at the end.
+    data = _bytes("h264_1280x720_corrupt_nal.mp4")
+    if isinstance(decoder, DecordDecoder):
+        with pytest.raises(DecodeError, match="decode frames"):
+            decoder.read(data, lambda info: range(info.num_frames))
+        return
+    frames = decoder.read(data, lambda info: range(info.num_frames))
+    assert frames.shape == (50, 3, 720, 1280)
+    assert torch.equal(frames[-1], frames[-2])
+    recovered = build_decoder("decord").read(data, lambda info: range(info.num_frames))
+    assert torch.equal(recovered, frames)  # decord fails, its PyAV fallback reads it
+
+
+def test_a_file_neither_decoder_reads_names_both_failures() -> None:
+    with pytest.raises(DecodeError, match="decord could not open.*pyav"):
+        build_decoder("decord").read(_bytes("broken_truncated.jpg"), lambda info: [0])
 
 
 def test_selection_errors_are_not_decode_errors(decoder) -> None:
@@ -116,14 +158,18 @@ def test_selection_errors_are_not_decode_errors(decoder) -> None:
 
 def test_build_decoder() -> None:
     decoder = build_decoder("decord", num_threads=2)
-    assert isinstance(decoder, DecordDecoder) and decoder.num_threads == 2
-    assert decoder.name == "decord"
-    assert isinstance(pickle.loads(pickle.dumps(decoder)), DecordDecoder)
+    assert isinstance(decoder, FallbackDecoder) and isinstance(decoder.fallback, PyAVDecoder)
+    assert isinstance(decoder.primary, DecordDecoder) and decoder.primary.num_threads == 2
+    assert isinstance(pickle.loads(pickle.dumps(decoder)), FallbackDecoder)  # to workers
+    assert isinstance(build_decoder("pyav"), PyAVDecoder)  # no fallback to itself
+    assert isinstance(build_decoder("decord", fallback=None), DecordDecoder)
     with pytest.raises(ValueError, match="decord"):
         build_decoder("ffmpeg-magic")
+    with pytest.raises(ValueError, match="unknown video decoder 'nope'"):
+        build_decoder("decord", fallback="nope")
 
 
-class _ConstantDecoder(VideoDecoder):
+class _ConstantDecoder(IndexedDecoder):
     """A backend whose container reports the given metadata: exercises the base-class guards
     (no real file in the assets has a missing frame rate)."""
 
