@@ -21,6 +21,7 @@ class FramesBatch:
 
     frames: torch.Tensor
     frame_sizes: torch.Tensor
+    replaced: int = field(default=0, kw_only=True)  # unreadable training items replaced
 
     def resized(self, image_size: int) -> FramesBatch:
         """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
@@ -129,6 +130,7 @@ def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, to
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "visual_index": torch.arange(len(items)).repeat_interleave(counts),
+        "replaced": sum(item.get("replaced", 0) for item in items),
     }
 
 

@@ -35,6 +35,7 @@ from clipbert.data.datasets import (
     FrameSampling,
     ImageReader,
     ImageTextMatchingDataset,
+    ReplaceBroken,
     VideoClipReader,
     VideoListDataset,
     VideoQADataset,
@@ -82,6 +83,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         decoder: str = "decord",
         decoder_fallback: str | None = "pyav",
+        broken_retries: int = 10,
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
     ) -> None:
@@ -105,6 +107,9 @@ class ClipBertDataModule(pl.LightningDataModule):
         build_decoder(decoder, decoder_fallback)  # an unknown name fails here, not in a worker
         self.decoder_name = decoder
         self.decoder_fallback = decoder_fallback
+        if broken_retries < 1:
+            raise ValueError(f"broken_retries must be >= 1, got {broken_retries}")
+        self.broken_retries = broken_retries
         self.predict_split = predict_split
         self._prepare = prepare
         self.datasets: dict[str, Dataset] = {}
@@ -162,8 +167,11 @@ class ClipBertDataModule(pl.LightningDataModule):
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
+        dataset = self.datasets[split]
+        if shuffle:  # training: an unreadable video is replaced and counted, never fatal
+            dataset = ReplaceBroken(dataset, self.broken_retries)
         return DataLoader(
-            self.datasets[split],
+            dataset,
             batch_size=self.batch_size if shuffle else self.eval_batch_size,
             shuffle=shuffle,
             num_workers=self.num_workers,

@@ -120,6 +120,38 @@ def read_or_mark(
         return read.placeholder(), str(reason)
 
 
+class ReplaceBroken(Dataset):
+    """Training: an item whose video cannot be read is replaced by a random other item.
+
+    At most ``attempts`` reads per item; the returned item records in ``replaced`` how many
+    unreadable ones it stands for, so the training loop can log ``data/broken``. Many failures
+    in a row point at a wrong store or decoder, not at a few bad files, and stop the run.
+    """
+
+    def __init__(self, dataset: Dataset, attempts: int = 10) -> None:
+        self.dataset = dataset
+        self.attempts = attempts
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        reasons = []
+        for _ in range(self.attempts):
+            try:
+                item = self.dataset[index]
+            except (DecodeError, KeyError) as err:  # KeyError: the store has no such key
+                reasons.append(str(err.args[0] if err.args else type(err).__name__))
+                log.warning("unreadable in training, replaced by another sample: %s", reasons[-1])
+                index = int(torch.randint(len(self.dataset), ()).item())
+                continue
+            return {**item, "replaced": len(reasons)}
+        raise RuntimeError(
+            f"{self.attempts} training samples in a row could not be read, so the store or the "
+            f"decoder is likely wrong (check vis_db and decoder). Last error: {reasons[-1]}"
+        )
+
+
 def group_by_video(
     examples: Sequence[VideoQAExample | VideoMCExample], max_per_video: int
 ) -> list[list[VideoQAExample | VideoMCExample]]:

@@ -179,9 +179,12 @@ def open_store(path: str | os.PathLike[str]) -> VisualStore:
 class LmdbWriter:
     """Write an LMDB store in the original ClipBERT layout.
 
-    Entries are committed every ``commit_every`` puts and on a clean exit. If the ``with`` body
-    raises, the pending batch is aborted and earlier commits stay readable, so a crashed build
-    leaves a valid (partial) store rather than a corrupt one.
+    Entries are committed every ``commit_every`` puts or ``commit_bytes`` of values, and on a
+    clean exit. A commit is atomic: if the ``with`` body raises, or the process is killed, the
+    pending batch is lost and every earlier commit stays readable, so a crashed build leaves a
+    valid (partial) store rather than a corrupt one. ``resume`` opens a store that already has
+    entries to add more (``key in writer`` tells what is there). The map starts at
+    ``map_size`` and doubles whenever it is full.
     """
 
     def __init__(
@@ -189,26 +192,33 @@ class LmdbWriter:
         path: str | os.PathLike[str],
         *,
         overwrite: bool = False,
+        resume: bool = False,
         commit_every: int = 1000,
-        map_size: int = 1 << 40,
+        commit_bytes: int = 256 << 20,
+        map_size: int = 1 << 30,
+        allowed_files: Sequence[str] = (),
     ) -> None:
-        if commit_every < 1:
-            raise ValueError(f"commit_every must be >= 1, got {commit_every}")
+        if commit_every < 1 or commit_bytes < 1:
+            raise ValueError(f"commit_every and commit_bytes must be >= 1, got {commit_every}")
         self.path = Path(path).expanduser().resolve()
         self.overwrite = overwrite
+        self.resume = resume
         self.commit_every = commit_every
+        self.commit_bytes = commit_bytes
         self.map_size = map_size
+        self.allowed_files = frozenset(allowed_files)  # e.g. the builder's own records
         self._env: lmdb.Environment | None = None
         self._txn: lmdb.Transaction | None = None
         self._written = 0
-        self._pending = 0
+        self._batch: list[tuple[bytes, bytes]] = []  # uncommitted puts, replayed on growth
+        self._batch_bytes = 0
 
     def __enter__(self) -> LmdbWriter:
         _drop_inherited_envs()
         self._prepare_dir()
         _forget_read_env(self.path)
-        # map_size is virtual (a sparse file), so 1 TiB costs nothing up front.
         self._env = lmdb.open(str(self.path), map_size=self.map_size, subdir=True)
+        self.map_size = max(self.map_size, self._env.info()["map_size"])  # a bigger old store
         self._txn = self._env.begin(write=True)
         return self
 
@@ -224,8 +234,11 @@ class LmdbWriter:
             for name in _LMDB_FILES:
                 (self.path / name).unlink(missing_ok=True)
             return
-        others = sorted(p.name for p in self.path.iterdir() if p.name not in _LMDB_FILES)
+        known = _LMDB_FILES | self.allowed_files
+        others = sorted(p.name for p in self.path.iterdir() if p.name not in known)
         entries = _count_entries(self.path) if (self.path / LMDB_DATA_FILE).exists() else 0
+        if self.resume and entries is not None and not others:
+            return
         if entries != 0 or others:
             if entries is None:
                 what = f"an unreadable {LMDB_DATA_FILE}"
@@ -238,12 +251,19 @@ class LmdbWriter:
                 "overwrite=true to replace the existing store"
             )
 
+    def __contains__(self, key: object) -> bool:
+        """Whether ``key`` is in the store (committed, or written in this batch)."""
+        if self._txn is None:
+            raise RuntimeError("LmdbWriter used outside its `with` block")
+        return isinstance(key, str) and bool(key) and self._txn.get(_encode_key(key)) is not None
+
     def put(self, key: str, value: bytes) -> None:
-        """Store ``value`` under ``key``; a key may be written only once per build."""
+        """Store ``value`` under ``key``; a key may be written only once."""
         if self._txn is None:
             raise RuntimeError("LmdbWriter.put() called outside its `with` block")
+        encoded = _encode_key(key)
         try:
-            added = self._txn.put(_encode_key(key), value, overwrite=False)
+            added = self._put(encoded, value)
         except lmdb.BadValsizeError as exc:
             raise ValueError(f"key {key!r} is not usable as an LMDB key ({exc})") from exc
         if not added:
@@ -252,15 +272,40 @@ class LmdbWriter:
                 "must be unique"
             )
         self._written += 1
-        self._pending += 1
-        if self._pending >= self.commit_every:
+        self._batch.append((encoded, value))
+        self._batch_bytes += len(value)
+        if len(self._batch) >= self.commit_every or self._batch_bytes >= self.commit_bytes:
             self._commit()
+
+    def _put(self, key: bytes, value: bytes) -> bool:
+        """Put into the open transaction; when the map is full, double it and replay the
+        batch (LMDB aborts the transaction that hit the limit)."""
+        while True:
+            try:
+                return self._txn.put(key, value, overwrite=False)
+            except lmdb.MapFullError:
+                self._txn.abort()
+                self.map_size *= 2
+                self._env.set_mapsize(self.map_size)
+                self._txn = self._env.begin(write=True)
+                for old_key, old_value in self._batch:
+                    self._txn.put(old_key, old_value, overwrite=False)
 
     def _commit(self) -> None:
         assert self._txn is not None and self._env is not None
-        self._txn.commit()
+        while True:
+            try:
+                self._txn.commit()
+                break
+            except lmdb.MapFullError:  # the commit itself may need room for its pages
+                self._txn = None
+                self.map_size *= 2
+                self._env.set_mapsize(self.map_size)
+                self._txn = self._env.begin(write=True)
+                for key, value in self._batch:
+                    self._txn.put(key, value, overwrite=False)
         self._txn = self._env.begin(write=True)
-        self._pending = 0
+        self._batch, self._batch_bytes = [], 0
 
     def __len__(self) -> int:
         return self._written
@@ -274,13 +319,14 @@ class LmdbWriter:
         try:
             if self._txn is not None:
                 if exc_type is None:
-                    self._txn.commit()
+                    self._commit()
+                    self._txn.abort()  # the empty transaction _commit opened
                 else:
                     self._txn.abort()
-                    self._written -= self._pending
+                    self._written -= len(self._batch)
         finally:
             self._txn = None
-            self._pending = 0
+            self._batch, self._batch_bytes = [], 0
             if self._env is not None:
                 self._env.close()
                 self._env = None

@@ -11,6 +11,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
+from clipbert.data.collate import FramesBatch
 from clipbert.models.backbone import ClipBertBackbone
 
 SCORE_AGGREGATIONS = ("mean", "max", "lse")
@@ -103,6 +104,18 @@ class ClipBertTask(pl.LightningModule):
         self.cnn_weight_decay = cnn_weight_decay
         self.warmup_ratio = warmup_ratio
         self.score_agg = score_agg
+
+    def on_train_batch_start(self, batch: FramesBatch, batch_idx: int) -> None:
+        """Count the unreadable training videos that the loader replaced (``data/broken``)."""
+        self.log(
+            "data/broken",
+            float(batch.replaced),
+            reduce_fx="sum",
+            on_step=False,
+            on_epoch=True,
+            sync_dist=True,
+            batch_size=1,
+        )
 
     def configure_optimizers(self) -> dict:
         groups = parameter_groups(

@@ -220,3 +220,22 @@ def test_lmdb_store_in_forked_process(tmp_path: Path, asset_bytes) -> None:
         key = "mjpeg_160x120_10fps_3frames"
         assert pool.apply(store.get, (key,)) == asset_bytes[key]
     assert store.get(key) == asset_bytes[key]  # the parent's env still works
+
+
+def test_writer_grows_a_full_map_and_resumes(tmp_path: Path) -> None:
+    store = tmp_path / "grown"
+    values = {f"v{i:03d}": bytes([i]) * 20_000 for i in range(40)}  # 800 KB into a 64 KiB map
+    with LmdbWriter(store, map_size=1 << 16, commit_every=7) as writer:
+        for key, value in list(values.items())[:30]:
+            writer.put(key, value)
+        assert writer.map_size > 1 << 16
+    with pytest.raises(StoreNotEmptyError, match="30 entries"):
+        LmdbWriter(store).__enter__()
+    with LmdbWriter(store, resume=True, map_size=1 << 16) as writer:
+        assert "v000" in writer and "v035" not in writer
+        for key, value in list(values.items())[30:]:
+            writer.put(key, value)
+        with pytest.raises(ValueError, match="already written"):
+            writer.put("v001", b"again")
+    reader = LmdbStore(store)
+    assert len(reader) == 40 and all(reader.get(k) == v for k, v in values.items())

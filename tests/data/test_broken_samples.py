@@ -1,0 +1,58 @@
+"""Unreadable samples in training: replaced by another, counted, logged as ``data/broken``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import InstantiationException
+from torch.utils.data import Dataset
+
+from clipbert.cli.train import train
+from clipbert.data.datasets import ReplaceBroken
+from clipbert.data.decoding import DecodeError
+from clipbert.demo import DemoPaths
+
+
+class _Flaky(Dataset):
+    def __init__(self, broken: set[int], size: int = 6) -> None:
+        self.broken = broken
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, index: int) -> dict:
+        if index in self.broken:
+            raise DecodeError(f"video {index}: could not decode")
+        return {"index": index}
+
+
+def test_a_broken_item_is_replaced_and_counted() -> None:
+    torch.manual_seed(0)
+    dataset = ReplaceBroken(_Flaky(broken={1, 2}))
+    assert dataset[0] == {"index": 0, "replaced": 0}
+    for _ in range(20):
+        item = dataset[1]
+        assert item["index"] not in {1, 2} and item["replaced"] >= 1
+
+
+def test_many_failures_in_a_row_stop_the_run() -> None:
+    dataset = ReplaceBroken(_Flaky(broken=set(range(6))), attempts=3)
+    with pytest.raises(RuntimeError, match="3 training samples in a row.*video"):
+        dataset[0]
+
+
+def test_training_logs_the_replaced_videos(train_config, demo_root: Path, tmp_path: Path) -> None:
+    demo = DemoPaths.under(demo_root)
+    store = tmp_path / "videos"  # a folder store: the demo's videos, two of them unreadable
+    store.mkdir()
+    for video in demo.raw.glob("*.mp4"):
+        (store / video.name).write_bytes(video.read_bytes())
+    for name in ("demo_train_0000.mp4", "demo_train_0001.mp4"):
+        (store / name).write_bytes(b"\x00\x00\x00\x18ftypmp42 not a real video")
+    metrics = train(train_config(f"task.datamodule.vis_db={store}", "test=false"))
+    assert metrics["data/broken"] >= 2  # each read once per epoch; a replacement may be broken too
+    with pytest.raises(InstantiationException, match="broken_retries must be >= 1"):
+        train(train_config("+task.datamodule.broken_retries=0"))
