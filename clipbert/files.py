@@ -9,13 +9,18 @@ from typing import Any
 import torch
 
 
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` next to ``path`` and rename it into place, so readers see old or new."""
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` next to ``path`` and rename it into place, so readers see old or new."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
+    partial.write_bytes(data)
     os.replace(partial, path)
     return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """``write_bytes_atomic`` for UTF-8 text."""
+    return write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def save_atomic(obj: Any, path: str | Path) -> Path:

@@ -8,21 +8,30 @@ whatever format it came in).
 from __future__ import annotations
 
 import io
+import json
+import multiprocessing
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
-from clipbert.data.stores import LmdbWriter, normalize_extensions, scan_files
+from clipbert.data.stores import (
+    LmdbWriter,
+    StoreNotEmptyError,
+    normalize_extensions,
+    scan_files,
+)
+from clipbert.files import write_text_atomic
 
 DEFAULT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "avi", "mkv", "webm", "mov", "gif"),
     "image": ("jpg", "jpeg", "png", "bmp", "webp"),
 }
 ERROR_LOG = "error_filepaths.log"
+RECORD_FILE = "preprocess.json"  # the settings a store was built with: a rerun resumes it
 
 
 @dataclass
@@ -33,9 +42,12 @@ class BuildReport:
     failed: list[tuple[str, str]]
     skipped_extension: int
     store_path: Path
+    already_present: int = 0
 
     def summary(self) -> str:
         lines = [f"wrote {self.written} entries to {self.store_path}"]
+        if self.already_present:
+            lines.append(f"{self.already_present} were already there (resumed)")
         if self.failed:
             lines.append(
                 f"{len(self.failed)} files could not be read and were left out "
@@ -54,6 +66,9 @@ def build_vis_db(
     extensions: Sequence[str] | None = None,
     overwrite: bool = False,
     jpeg_quality: int = 95,
+    workers: int = 0,
+    duplicate_stems: str = "error",
+    commit_every: int = 1000,
     progress: bool = True,
 ) -> BuildReport:
     """Store every matching file under ``src_dir`` (recursively) in the LMDB at ``dst``.
@@ -61,6 +76,12 @@ def build_vis_db(
     Videos are stored byte for byte; images are decoded (EXIF orientation applied, converted to
     RGB) and re-encoded as JPEG at ``jpeg_quality``, as the original does with OpenCV at 95.
     Unreadable files are reported and logged in ``dst/error_filepaths.log``; the build goes on.
+
+    The build commits in batches and records its settings in ``dst/preprocess.json``, so after
+    an interruption (even SIGKILL) the same call adds only the files that are missing.
+    ``workers`` > 0 reads and re-encodes files in that many processes. Two files with one stem
+    are an error, or with ``duplicate_stems="prefix"`` every key becomes the file's path under
+    ``src_dir`` without its extension (``folder/stem``).
     """
     if file_type not in DEFAULT_EXTENSIONS:
         raise ValueError(
@@ -68,13 +89,16 @@ def build_vis_db(
         )
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if workers < 0:
+        raise ValueError(f"workers must be >= 0, got {workers}")
     src = Path(src_dir).expanduser().resolve()
     if not src.is_dir():
         raise FileNotFoundError(f"source folder {src} does not exist or is not a directory")
     exts = normalize_extensions(
         extensions if extensions is not None else DEFAULT_EXTENSIONS[file_type]
     )
-    files, skipped = scan_files(src, exts)  # raises on duplicate stems, before any write
+    # raises on duplicate stems (unless prefixed), before any write
+    files, skipped = scan_files(src, exts, duplicate_stems)
     if not files:
         raise ValueError(
             f"no files with extensions {', '.join(exts)} under {src}; check src_dir and "
@@ -82,17 +106,41 @@ def build_vis_db(
         )
 
     store = Path(dst).expanduser().resolve()
+    settings = {
+        "src": str(src),
+        "file_type": file_type,
+        "extensions": list(exts),
+        "jpeg_quality": jpeg_quality,
+        "duplicate_stems": duplicate_stems,
+    }
+    resume = not overwrite and _recorded_settings(store) == settings
+    if not overwrite and not resume and (store / RECORD_FILE).is_file():
+        raise StoreNotEmptyError(
+            f"{store} was built with other settings ({_recorded_settings(store)}); build into "
+            "another directory, or pass overwrite=true to replace it"
+        )
     report = BuildReport(written=0, failed=[], skipped_extension=skipped, store_path=store)
-    read = _read_video if file_type == "video" else _reencode_image
-    with LmdbWriter(store, overwrite=overwrite) as writer:
+    with LmdbWriter(
+        store,
+        overwrite=overwrite,
+        resume=resume,
+        commit_every=commit_every,
+        allowed_files=(RECORD_FILE, ERROR_LOG),
+    ) as writer:
+        write_text_atomic(store / RECORD_FILE, json.dumps(settings, indent=2) + "\n")
         (store / ERROR_LOG).unlink(missing_ok=True)  # stale log of a replaced build
-        for key, path in tqdm(
-            files.items(), desc=f"building {store.name}", unit="file", disable=not progress
+        todo = [(key, path) for key, path in files.items() if key not in writer]
+        report.already_present = len(files) - len(todo)
+        loaded = _load_all(todo, file_type, jpeg_quality, workers)
+        for key, path, value, error in tqdm(
+            loaded,
+            total=len(todo),
+            desc=f"building {store.name}",
+            unit="file",
+            disable=not progress,
         ):
-            try:
-                value = read(path, jpeg_quality)
-            except Exception as exc:  # any unreadable file is logged and skipped
-                report.failed.append((str(path), f"{type(exc).__name__}: {exc}"))
+            if error is not None:
+                report.failed.append((str(path), error))
                 continue
             writer.put(key, value)
         report.written = len(writer)
@@ -102,8 +150,33 @@ def build_vis_db(
     return report
 
 
-def _read_video(path: Path, jpeg_quality: int) -> bytes:
-    return path.read_bytes()
+def _recorded_settings(store: Path) -> dict | None:
+    try:
+        return json.loads((store / RECORD_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _load_all(
+    todo: list[tuple[str, Path]], file_type: str, jpeg_quality: int, workers: int
+) -> Iterator[tuple[str, Path, bytes | None, str | None]]:
+    """(key, path, bytes, None) or (key, path, None, reason) per file, in order."""
+    jobs = [(key, path, file_type, jpeg_quality) for key, path in todo]
+    if workers == 0:
+        yield from map(_load, jobs)
+        return
+    # spawn: the parent holds an open LMDB environment, which a forked child must not inherit
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        yield from pool.imap(_load, jobs, chunksize=4)
+
+
+def _load(job: tuple[str, Path, str, int]) -> tuple[str, Path, bytes | None, str | None]:
+    key, path, file_type, jpeg_quality = job
+    try:
+        value = path.read_bytes() if file_type == "video" else _reencode_image(path, jpeg_quality)
+    except Exception as exc:  # any unreadable file is logged and skipped
+        return key, path, None, f"{type(exc).__name__}: {exc}"
+    return key, path, value, None
 
 
 def _reencode_image(path: Path, jpeg_quality: int) -> bytes:

@@ -342,13 +342,18 @@ def normalize_extensions(extensions: Iterable[str]) -> tuple[str, ...]:
     return normalized
 
 
-def scan_files(root: Path, extensions: Sequence[str] | None) -> tuple[dict[str, Path], int]:
+def scan_files(
+    root: Path, extensions: Sequence[str] | None, duplicate_stems: str = "error"
+) -> tuple[dict[str, Path], int]:
     """Index the files under ``root`` by stem, recursively, in sorted order.
 
     Returns the index and the number of files left out because of their extension. Hidden
     files and folders are ignored. Two files sharing a stem would share a key, so that is an
-    error listing both, rather than the original's silent overwrite.
+    error listing both, rather than the original's silent overwrite; with
+    ``duplicate_stems="prefix"`` every key is the path under ``root`` without its extension.
     """
+    if duplicate_stems not in ("error", "prefix"):
+        raise ValueError(f"duplicate_stems must be 'error' or 'prefix', got {duplicate_stems!r}")
     files: dict[str, Path] = {}
     skipped = 0
     for file in sorted(root.rglob("*")):
@@ -358,12 +363,14 @@ def scan_files(root: Path, extensions: Sequence[str] | None) -> tuple[dict[str, 
         if extensions is not None and file.suffix.lstrip(".").lower() not in extensions:
             skipped += 1
             continue
-        if file.stem in files:
+        key = rel.with_suffix("").as_posix() if duplicate_stems == "prefix" else file.stem
+        if key in files:
             raise ValueError(
                 f"two files share the stem {file.stem!r}, which is the store key: "
-                f"{files[file.stem]} and {file}; rename or remove one of them"
+                f"{files[key]} and {file}; rename or remove one of them, or build with "
+                "duplicate_stems=prefix (keys become paths like folder/stem)"
             )
-        files[file.stem] = file
+        files[key] = file
     return files, skipped
 
 

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import lmdb
+import numpy as np
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 ASSETS = REPO / "tests" / "assets"
@@ -40,10 +44,58 @@ def test_videos_to_lmdb_with_extension_filter(tmp_path: Path) -> None:
         assert txn.get(b"clip_b") == (src / "nested" / "clip_b.avi").read_bytes()
 
     again = run_preprocess(f"src={src}", f"dst={dst}", "ext=[mp4,avi]", cwd=tmp_path)
-    assert again.returncode != 0
-    assert "overwrite=true" in again.stderr
+    assert again.returncode == 0, again.stderr  # the same build: resumes, nothing to add
+    assert "wrote 0 entries" in again.stdout and "2 were already there" in again.stdout
+
+    other = run_preprocess(f"src={src}", f"dst={dst}", cwd=tmp_path)  # other extensions
+    assert other.returncode != 0
+    assert "other settings" in other.stderr and "overwrite=true" in other.stderr
 
     forced = run_preprocess(f"src={src}", f"dst={dst}", "overwrite=true", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
     with lmdb.open(str(dst), readonly=True, lock=False) as env:
         assert env.stat()["entries"] == 3
+
+
+def _entries(db: Path) -> int:
+    if not (db / "data.mdb").is_file():
+        return 0
+    with lmdb.open(str(db), readonly=True, lock=False) as env:
+        return env.stat()["entries"]
+
+
+def test_killed_build_resumes_to_a_complete_valid_store(tmp_path: Path) -> None:
+    """SIGKILL part-way through, rerun: every file once, byte-exact, and `validate` clean."""
+    src = tmp_path / "images"
+    src.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (384, 384, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "img_0000.jpg", quality=95)
+    for i in range(1, 400):  # re-encoding each takes a few ms: the build runs for seconds
+        shutil.copy(src / "img_0000.jpg", src / f"img_{i:04d}.jpg")
+    dst = tmp_path / "vis_db"
+    args = [f"src={src}", f"dst={dst}", "file_type=image", "commit_every=20"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "preprocess.py"), *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while _entries(dst) < 40 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    interrupted = _entries(dst)
+    assert 40 <= interrupted < 400, "the build was not caught part-way"
+    assert interrupted % 20 == 0  # whole commits only
+
+    resumed = run_preprocess(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"{interrupted} were already there" in resumed.stdout
+    with lmdb.open(str(dst), readonly=True, lock=False) as env, env.begin() as txn:
+        keys = [k.decode() for k in txn.cursor().iternext(values=False)]
+        values = {bytes(v) for v in txn.cursor().iternext(keys=False)}
+    assert keys == sorted(f"img_{i:04d}" for i in range(400))
+    assert len(values) == 1  # one source image: every entry holds the same JPEG bytes
+    validated = run_preprocess("mode=validate", f"dst={dst}", "file_type=image", cwd=tmp_path)
+    assert validated.returncode == 0 and "all 400 entries decode" in validated.stdout

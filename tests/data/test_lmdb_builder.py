@@ -139,3 +139,33 @@ def test_no_matching_files(tmp_path: Path) -> None:
         build_vis_db(tmp_path / "missing", tmp_path / "db", progress=False)
     with pytest.raises(ValueError, match="file_type"):
         build_vis_db(src, tmp_path / "db", file_type="audio", progress=False)
+
+
+def test_prefixed_keys_tell_equal_stems_apart(tmp_path: Path) -> None:
+    src = _populate(tmp_path / "src", VIDEOS[:1], subdir="a")
+    _populate(src, VIDEOS[:1], subdir="b/c")
+    with pytest.raises(ValueError, match="duplicate_stems=prefix"):
+        build_vis_db(src, tmp_path / "error", progress=False)
+    build_vis_db(src, tmp_path / "db", duplicate_stems="prefix", progress=False)
+    stem = Path(VIDEOS[0]).stem
+    assert sorted(LmdbStore(tmp_path / "db").keys()) == [f"a/{stem}", f"b/c/{stem}"]
+
+
+def test_workers_build_the_same_store(tmp_path: Path) -> None:
+    src = _populate(tmp_path / "src", [*IMAGES, "broken_truncated.jpg"])
+    serial = build_vis_db(src, tmp_path / "serial", file_type="image", progress=False)
+    parallel = build_vis_db(
+        src, tmp_path / "parallel", file_type="image", workers=2, progress=False
+    )
+    assert serial.written == parallel.written == 3 and len(parallel.failed) == 1
+    assert _read_raw(tmp_path / "serial") == _read_raw(tmp_path / "parallel")
+
+
+def test_a_rerun_adds_only_new_files(tmp_path: Path) -> None:
+    src = _populate(tmp_path / "src", VIDEOS[:2])
+    db = tmp_path / "db"
+    assert build_vis_db(src, db, progress=False).written == 2
+    _populate(src, VIDEOS[2:])
+    report = build_vis_db(src, db, progress=False)
+    assert (report.written, report.already_present) == (1, 2)
+    assert len(_read_raw(db)) == 3
