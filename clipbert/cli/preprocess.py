@@ -1,8 +1,10 @@
 """``preprocess(cfg)``: build a vis_db LMDB in the original's format from a folder of videos or
-images, or look after one (``mode=inspect|validate|export|check``)."""
+images, look after one (``mode=inspect|validate|export|check``), or prepare the text side
+(``mode=annotations`` converts a public release file, ``mode=vocab`` builds ans2label)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.data.converters import SOURCES, answer_vocabulary, convert, write_jsonl
 from clipbert.data.decoding import build_decoder
 from clipbert.data.lmdb_builder import build_vis_db
 from clipbert.data.store_tools import (
@@ -19,10 +22,11 @@ from clipbert.data.store_tools import (
     validate_store,
 )
 from clipbert.data.stores import open_store
+from clipbert.files import write_text_atomic
 
 log = logging.getLogger(__name__)
 
-MODES = ("build", "inspect", "validate", "export", "check")
+MODES = ("build", "inspect", "validate", "export", "check", "annotations", "vocab")
 
 
 def preprocess(cfg: DictConfig) -> object:
@@ -45,6 +49,8 @@ def preprocess(cfg: DictConfig) -> object:
         )
         log.info(report.summary())
         return report
+    if cfg.mode in ("annotations", "vocab"):
+        return _text_mode(cfg)
     store = open_store(cfg.dst)
     if cfg.mode == "inspect":
         report = inspect_store(store)
@@ -63,6 +69,25 @@ def preprocess(cfg: DictConfig) -> object:
         return written
     log.info(report.summary())
     return report
+
+
+def _text_mode(cfg: DictConfig) -> Path:
+    """``annotations``: a public release file -> jsonl; ``vocab``: jsonl files -> ans2label."""
+    if cfg.mode == "annotations":
+        if not (cfg.source and cfg.src):
+            raise ValueError(f"mode=annotations needs source=<{'|'.join(SOURCES)}> and src=FILE")
+        rows = convert(
+            cfg.source, cfg.src, split=cfg.split, answers=cfg.answers, image_key=cfg.image_key
+        )
+        path = write_jsonl(rows, cfg.dst)
+        log.info("wrote %d rows to %s", len(rows), path)
+        return path
+    if not cfg.annotations:
+        raise ValueError("mode=vocab needs annotations=[train.jsonl, ...] and top_k")
+    ans2label = answer_vocabulary(list(cfg.annotations), cfg.top_k)
+    path = write_text_atomic(cfg.dst, json.dumps(ans2label, indent=2) + "\n")
+    log.info("wrote %d answers to %s", len(ans2label), path)
+    return path
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
