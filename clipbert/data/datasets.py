@@ -56,7 +56,8 @@ class VideoClipReader:
         self.decoder = decoder
         self.sampling = sampling
 
-    def _indices(self, info: VideoInfo) -> list[int]:
+    def frame_indices(self, info: VideoInfo) -> list[int]:
+        """The indices to decode, all clips concatenated (a fresh draw for ``rand``)."""
         s = self.sampling
         rng = random.Random(int(torch.randint(2**62, ()).item())) if s.strategy == "rand" else None
         clips = sample_frame_indices(
@@ -84,7 +85,7 @@ class VideoClipReader:
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
         try:
-            frames = self.decoder.read(data, self._indices)
+            frames = self.decoder.read(data, self.frame_indices)
         except DecodeError as err:
             raise DecodeError(f"{name}: {err}") from err
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])

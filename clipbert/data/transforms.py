@@ -45,6 +45,8 @@ def pad_to_largest(frames: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
     """Stack frame tensors (..., 3, h_i, w_i) of different sizes, zero-padded at the bottom
     right, plus each one's (h, w) so ``resize_pad_batch`` can crop it back."""
     sizes = torch.tensor([tuple(f.shape[-2:]) for f in frames], dtype=torch.long)
+    if bool((sizes == sizes[0]).all()):  # one size (the common case): no zero fill
+        return torch.stack(list(frames)), sizes
     height, width = sizes.max(dim=0).values.tolist()
     padded = frames[0].new_zeros((len(frames), *frames[0].shape[:-2], height, width))
     for out, item in zip(padded, frames, strict=True):

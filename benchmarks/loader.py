@@ -1,0 +1,179 @@
+"""Loader throughput against the decoding limit, on an LMDB of real clips.
+
+For each setting (clips x frames at ``--image-size``) three paths handle the same videos:
+
+- ``loader``: the DataModule path: LMDB read -> sample -> decode (decord, PyAV fallback) ->
+  collate uint8 -> resize and pad to the model's input, as training does on its device;
+- ``raw``: decoding the very same frame indices from bytes already in memory (the limit);
+- ``pyav_full``: PyAV decoding every frame of the stream to RGB and keeping the sampled ones,
+  as the original's loader did.
+
+Everything runs in one process (``num_workers=0``), so the ratio loader/raw is the pipeline's
+own overhead; paths alternate within each round so machine noise hits all of them.
+
+    .venv/bin/python benchmarks/loader.py --rounds 3 --json /tmp/loader.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from clipbert.data.collate import collate_videos
+from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoListDataset
+from clipbert.data.decoding import DEFAULT_FPS, DecodeError, VideoInfo, build_decoder
+from clipbert.data.lmdb_builder import build_vis_db
+from clipbert.data.stores import LmdbStore
+from clipbert.demo.generate import design_split, render_video, write_mp4
+
+MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+SETTINGS = {
+    "train_1x2": FrameSampling(n_clips=1, num_frames=2, fps=1.0, strategy="rand"),
+    "train_8x2": FrameSampling(n_clips=8, num_frames=2, fps=2.0, strategy="rand"),
+    "infer_16x2": FrameSampling(n_clips=16, num_frames=2, fps=2.0, strategy="fixed"),
+}
+VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}
+
+
+def build_store(root: Path, media: Path, generated: int) -> tuple[LmdbStore, list[str]]:
+    """The videos of ``media`` plus ``generated`` demo clips in one LMDB, and the keys of
+    those every path decodes whole (a corrupt file would time its failure, not decoding)."""
+    src = root / "videos"
+    src.mkdir()
+    for file in sorted(media.glob("*")):
+        if file.suffix.lower() in VIDEO_SUFFIXES:
+            shutil.copy(file, src / file.name)
+    for spec in design_split(0, "val", generated):
+        write_mp4(render_video(spec, np.random.default_rng(0)), src / f"{spec.video_id}.mp4")
+    build_vis_db(src, root / "vis_db", progress=False)
+    store = LmdbStore(root / "vis_db")
+    decoder = build_decoder()
+    readable = []
+    all_keys = store.keys()
+    for key in all_keys:
+        data = store.get(key)
+        try:
+            decoder.read(data, lambda info: [0, info.num_frames - 1])
+            with av.open(io.BytesIO(data)) as container:
+                for _ in container.decode(container.streams.video[0]):
+                    pass
+            readable.append(key)
+        except (DecodeError, av.error.FFmpegError):
+            print(f"left out (not every path reads it): {key}")
+    return store, readable
+
+
+def loader_pass(
+    reader: VideoClipReader, keys: list[str], image_size: int | None, batch: int
+) -> int:
+    """Videos through the DataLoader; with ``image_size`` also the float resize and pad that
+    training runs after moving the batch to its device (here: the CPU)."""
+    loader = DataLoader(
+        VideoListDataset(keys, reader), batch_size=batch, num_workers=0, collate_fn=collate_videos
+    )
+    videos = 0
+    for loaded in loader:
+        frames = loaded.resized(image_size).frames if image_size else loaded.frames
+        videos += frames.shape[0]
+    return videos
+
+
+def raw_pass(reader: VideoClipReader, payloads: list[bytes]) -> int:
+    for data in payloads:
+        reader.decoder.read(data, reader.frame_indices)
+    return len(payloads)
+
+
+def pyav_full_pass(reader: VideoClipReader, payloads: list[bytes]) -> int:
+    for data in payloads:
+        with av.open(io.BytesIO(data)) as container:
+            stream = container.streams.video[0]
+            fps = float(stream.average_rate or 0) or DEFAULT_FPS
+            frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
+        indices = reader.frame_indices(VideoInfo(len(frames), fps))
+        np.stack([frames[i] for i in indices])
+    return len(payloads)
+
+
+def timed(run: Callable[[], int]) -> float:
+    """Videos per second of one pass (torch seeded alike, so every path draws the same clips)."""
+    torch.manual_seed(0)
+    began = time.perf_counter()
+    videos = run()
+    return videos / (time.perf_counter() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--image-size", type=int, default=448)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--generated", type=int, default=12, help="demo clips added")
+    parser.add_argument("--media", type=Path, default=MEDIA)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (resize)")
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    with tempfile.TemporaryDirectory() as folder:
+        store, keys = build_store(Path(folder), args.media, args.generated)
+        payloads = [store.get(key) for key in keys]
+        print(f"{len(keys)} videos, {sum(map(len, payloads)) / 2**20:.1f} MiB")
+        results = {}
+        for name, sampling in SETTINGS.items():
+            reader = VideoClipReader(store, build_decoder(), sampling)
+            speeds: dict[str, list[float]] = {
+                "loader": [],
+                "loader_resized": [],
+                "raw": [],
+                "pyav_full": [],
+            }
+            for _ in range(args.rounds):
+                passes = {
+                    "loader": partial(loader_pass, reader, keys, None, args.batch),
+                    "loader_resized": partial(
+                        loader_pass, reader, keys, args.image_size, args.batch
+                    ),
+                    "raw": partial(raw_pass, reader, payloads),
+                    "pyav_full": partial(pyav_full_pass, reader, payloads),
+                }
+                for path, run in passes.items():
+                    speeds[path].append(timed(run))
+            loader, resized, raw, full = (statistics.median(speeds[k]) for k in speeds)
+            results[name] = {
+                "videos_per_s": loader,
+                "resized_on_cpu_videos_per_s": resized,
+                "raw_decode_videos_per_s": raw,
+                "pyav_full_videos_per_s": full,
+                "ratio_to_raw": loader / raw,
+                "ratio_to_pyav_full": loader / full,
+            }
+    print(
+        "\n| setting | loader videos/s | raw decode | PyAV, all frames | loader/raw | loader/PyAV |"
+    )
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, r in results.items():
+        print(
+            f"| {name} | {r['videos_per_s']:.2f} | {r['raw_decode_videos_per_s']:.2f} | "
+            f"{r['pyav_full_videos_per_s']:.2f} | {r['ratio_to_raw']:.2f} | "
+            f"{r['ratio_to_pyav_full']:.2f} |"
+        )
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
