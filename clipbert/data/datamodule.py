@@ -81,6 +81,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         eval_sampling: Mapping[str, Any] | None = None,
         num_workers: int = 0,
         pin_memory: bool = False,
+        prefetch_factor: int | None = None,
         decoder: str = "decord",
         decoder_fallback: str | None = "pyav",
         broken_retries: int = 10,
@@ -104,6 +105,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
+        self.prefetch_factor = prefetch_factor
         build_decoder(decoder, decoder_fallback)  # an unknown name fails here, not in a worker
         self.decoder_name = decoder
         self.decoder_fallback = decoder_fallback
@@ -177,6 +179,8 @@ class ClipBertDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            # batches each worker keeps ready (PyTorch's default 2); only with workers
+            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
             collate_fn=self.collate_fn(split),
         )
 
