@@ -111,6 +111,11 @@ class RetrievalTask(ClipBertTask):
         return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
+        if (self.mlm_head is None) != (batch.mlm_input_ids is None):
+            raise ValueError(
+                "the MLM loss needs both task.module.mlm_weight > 0 and "
+                "task.datamodule.mlm_probability > 0; set both or neither"
+            )
         grid = self.backbone.encode_frames(batch.frames)  # one CNN pass for every loss
         pairs = (batch.input_ids, batch.attention_mask, batch.visual_index)
         labels = batch.labels
@@ -122,11 +127,6 @@ class RetrievalTask(ClipBertTask):
         accuracy = (logits.argmax(dim=-1) == labels).float().mean()
         self.log("train/itm_loss", loss, batch_size=len(labels))
         self.log("train/itm_acc", accuracy, batch_size=len(labels))
-        if (self.mlm_head is None) != (batch.mlm_input_ids is None):
-            raise ValueError(
-                "the MLM loss needs both task.module.mlm_weight > 0 and "
-                "task.datamodule.mlm_probability > 0; set both or neither"
-            )
         if self.mlm_head is not None:
             mlm_loss = self._mlm_loss(grid, batch)
             self.log("train/mlm_loss", mlm_loss, batch_size=len(batch.mlm_labels))
