@@ -12,6 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
+from clipbert.data.datasets import FrameSampling, VideoClipReader
 from clipbert.data.decoding import (
     DEFAULT_FPS,
     DecodeError,
@@ -231,3 +232,29 @@ def test_decode_image_honours_exif_orientation() -> None:
 def test_broken_image_raises_decode_error(name: str) -> None:
     with pytest.raises(DecodeError, match="image"):
         decode_image(_bytes(name))
+
+
+SHARED_MEDIA = Path(__file__).resolve().parents[3] / "shared" / "media"
+
+
+@pytest.mark.skipif(not SHARED_MEDIA.is_dir(), reason="../shared/media is not beside the clone")
+@pytest.mark.parametrize("name", ["decord", "pyav", "decord+pyav"])
+def test_every_shared_media_file_decodes_or_is_reported(name: str) -> None:
+    """Each file through the training reader: frames, or a DecodeError with a reason."""
+    primary, _, fallback = name.partition("+")
+    decoder = build_decoder(primary, fallback=fallback or None)
+    reader = VideoClipReader(None, decoder, FrameSampling(n_clips=2, num_frames=2, fps=2.0))
+    outcomes = {}
+    for file in sorted(SHARED_MEDIA.iterdir()):
+        if file.suffix.lower() not in {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}:
+            continue
+        try:
+            frames = reader.decode(file.read_bytes(), file.name)
+            assert frames.dtype == torch.uint8 and frames.shape[:3] == (2, 2, 3)
+            outcomes[file.name] = "ok"
+        except DecodeError as err:
+            assert file.name in str(err) and len(str(err)) > len(file.name) + 10
+            outcomes[file.name] = "reported"
+    assert len(outcomes) == 13
+    if fallback:
+        assert set(outcomes.values()) == {"ok"}  # PyAV reads all that decord cannot
