@@ -285,11 +285,15 @@ class LmdbWriter:
                 return self._txn.put(key, value, overwrite=False)
             except lmdb.MapFullError:
                 self._txn.abort()
-                self.map_size *= 2
-                self._env.set_mapsize(self.map_size)
-                self._txn = self._env.begin(write=True)
-                for old_key, old_value in self._batch:
-                    self._txn.put(old_key, old_value, overwrite=False)
+                self._grow_and_replay()
+
+    def _grow_and_replay(self) -> None:
+        """Double the map and redo the uncommitted batch in a fresh transaction."""
+        self.map_size *= 2
+        self._env.set_mapsize(self.map_size)
+        self._txn = self._env.begin(write=True)
+        for key, value in self._batch:
+            self._txn.put(key, value, overwrite=False)
 
     def _commit(self) -> None:
         assert self._txn is not None and self._env is not None
@@ -298,12 +302,7 @@ class LmdbWriter:
                 self._txn.commit()
                 break
             except lmdb.MapFullError:  # the commit itself may need room for its pages
-                self._txn = None
-                self.map_size *= 2
-                self._env.set_mapsize(self.map_size)
-                self._txn = self._env.begin(write=True)
-                for key, value in self._batch:
-                    self._txn.put(key, value, overwrite=False)
+                self._grow_and_replay()  # a failed commit has already ended the transaction
         self._txn = self._env.begin(write=True)
         self._batch, self._batch_bytes = [], 0
 
