@@ -185,6 +185,7 @@ class PairCollator:
         if not 0.0 <= mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in [0, 1), got {mlm_probability}")
         self.tokenize = tokenize
+        self.special_ids = torch.tensor(tokenize.tokenizer.all_special_ids)
         self.masker = (
             DataCollatorForLanguageModeling(tokenize.tokenizer, mlm_probability=mlm_probability)
             if mlm_probability > 0
@@ -197,7 +198,7 @@ class PairCollator:
         batch = PairBatch(**common, labels=labels, video_ids=[item["video_id"] for item in items])
         if self.masker is not None:
             ids = batch.input_ids[labels == 1]
-            special = torch.isin(ids, torch.tensor(self.tokenize.tokenizer.all_special_ids))
+            special = torch.isin(ids, self.special_ids)
             batch.mlm_input_ids, batch.mlm_labels = self.masker.torch_mask_tokens(
                 ids.clone(), special_tokens_mask=special
             )
