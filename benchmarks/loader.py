@@ -37,7 +37,6 @@ from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoListData
 from clipbert.data.decoding import DEFAULT_FPS, DecodeError, VideoInfo, build_decoder
 from clipbert.data.lmdb_builder import build_vis_db
 from clipbert.data.stores import LmdbStore
-from clipbert.demo.generate import design_split, render_video, write_mp4
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 SETTINGS = {
@@ -48,16 +47,38 @@ SETTINGS = {
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".gif"}
 
 
+def write_web_clip(path: Path, seconds: float, rng: np.random.Generator) -> None:
+    """An MSRVTT-like clip: 320x240, 30 fps, H.264 with x264's default keyframe spacing, showing
+    a smooth texture that pans and a bar that sweeps (motion keeps the bitrate realistic)."""
+    height, width, fps = 240, 320, 30
+    coarse = torch.from_numpy(rng.uniform(0, 255, (1, 3, 24, 32)).astype(np.float32))
+    texture = torch.nn.functional.interpolate(coarse, size=(2 * height, 2 * width), mode="bicubic")
+    texture = texture.clamp(0, 255).to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "23", "preset": "veryfast", "threads": "1"}
+        for t in range(int(seconds * fps)):
+            y = int(height / 2 * (1 + np.sin(t / 50)))
+            x = int(width / 2 * (1 + np.cos(t / 70)))
+            frame = texture[y : y + height, x : x + width].copy()
+            frame[(4 * t) % height : (4 * t) % height + 16] = 255
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+
+
 def build_store(root: Path, media: Path, generated: int) -> tuple[LmdbStore, list[str]]:
-    """The videos of ``media`` plus ``generated`` demo clips in one LMDB, and the keys of
-    those every path decodes whole (a corrupt file would time its failure, not decoding)."""
+    """The videos of ``media`` plus ``generated`` MSRVTT-like clips of 10-30 s in one LMDB, and
+    the keys of those every path decodes whole (a corrupt file would time its failure, not
+    decoding)."""
     src = root / "videos"
     src.mkdir()
     for file in sorted(media.glob("*")):
         if file.suffix.lower() in VIDEO_SUFFIXES:
             shutil.copy(file, src / file.name)
-    for spec in design_split(0, "val", generated):
-        write_mp4(render_video(spec, np.random.default_rng(0)), src / f"{spec.video_id}.mp4")
+    rng = np.random.default_rng(0)
+    for index in range(generated):
+        write_web_clip(src / f"web_{index:03d}.mp4", rng.uniform(10, 30), rng)
     build_vis_db(src, root / "vis_db", progress=False)
     store = LmdbStore(root / "vis_db")
     decoder = build_decoder()
@@ -87,7 +108,7 @@ def loader_pass(
     videos = 0
     for loaded in loader:
         frames = loaded.resized(image_size).frames if image_size else loaded.frames
-        videos += frames.shape[0]
+        videos += len(frames)
     return videos
 
 
@@ -121,7 +142,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=448)
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--generated", type=int, default=12, help="demo clips added")
+    parser.add_argument("--generated", type=int, default=24, help="10-30 s clips added")
     parser.add_argument("--media", type=Path, default=MEDIA)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (resize)")
     parser.add_argument("--json", type=Path, help="write the figures here")

@@ -103,7 +103,6 @@ class Predictor:
         frames = self.frames(visual)
         return VideoQABatch(
             frames=frames,
-            frame_sizes=torch.tensor([frames.shape[-2:]]),
             input_ids=input_ids.to(self.device),
             attention_mask=attention_mask.to(self.device),
             visual_index=torch.zeros(len(texts), dtype=torch.long, device=self.device),

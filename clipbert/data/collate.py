@@ -7,25 +7,25 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from clipbert.data.transforms import pad_to_largest, resize_pad_batch
+from clipbert.data.transforms import batch_frames, resize_pad_batch
 
 
 @dataclass
 class FramesBatch:
     """Frames as loaders ship them, plus what turns them into model input on the device.
 
-    ``frames`` leaves the loader as uint8 (V, n_clips, num_frames, 3, H, W) at the videos' own
-    sizes (``frame_sizes``, (V, 2)), zero-padded to the largest; ``resized`` turns it into the
-    model's float (V, n_clips, num_frames, 3, S, S).
+    ``frames`` leaves the loader as uint8 at the videos' own sizes: one (V, n_clips,
+    num_frames, 3, H, W) tensor when they share a size, else a tuple of V (n_clips, num_frames,
+    3, h_i, w_i) tensors; ``resized`` turns either into the model's float
+    (V, n_clips, num_frames, 3, S, S).
     """
 
-    frames: torch.Tensor
-    frame_sizes: torch.Tensor
+    frames: torch.Tensor | tuple[torch.Tensor, ...]
     replaced: int = field(default=0, kw_only=True)  # unreadable training items replaced
 
     def resized(self, image_size: int) -> FramesBatch:
         """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
-        return replace(self, frames=resize_pad_batch(self.frames, self.frame_sizes, image_size))
+        return replace(self, frames=resize_pad_batch(self.frames, image_size))
 
     def pin_memory(self) -> FramesBatch:
         """Called by the DataLoader when ``pin_memory=True``."""
@@ -33,6 +33,8 @@ class FramesBatch:
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
                 setattr(self, f.name, value.pin_memory())
+            elif isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
+                setattr(self, f.name, tuple(v.pin_memory() for v in value))
         return self
 
 
@@ -119,14 +121,12 @@ class TextTokenizer:
 
 
 def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, torch.Tensor]:
-    """The fields every text-video batch has: padded uint8 frames with their sizes, the
-    tokenized ``texts`` of all items, and each text's video."""
-    frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
+    """The fields every text-video batch has: uint8 frames, the tokenized ``texts`` of all
+    items, and each text's video."""
     input_ids, attention_mask = tokenize([text for item in items for text in item["texts"]])
     counts = torch.tensor([len(item["texts"]) for item in items])
     return {
-        "frames": frames,
-        "frame_sizes": frame_sizes,
+        "frames": batch_frames([item["frames"] for item in items]),
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "visual_index": torch.arange(len(items)).repeat_interleave(counts),
@@ -207,10 +207,8 @@ class PairCollator:
 
 def collate_videos(items: list[dict]) -> VideoBatch:
     """Batches :class:`~clipbert.data.datasets.VideoListDataset` items."""
-    frames, frame_sizes = pad_to_largest([item["frames"] for item in items])
     return VideoBatch(
-        frames=frames,
-        frame_sizes=frame_sizes,
+        frames=batch_frames([item["frames"] for item in items]),
         indices=torch.tensor([item["index"] for item in items]),
         video_ids=[item["video_id"] for item in items],
         broken=[item["broken"] for item in items],

@@ -3,8 +3,8 @@
 The same transform serves images and video frames; there is no augmentation. The original
 resizes in float and keeps the float result; rounding it back to uint8 moves a pixel by up to
 0.5 and the logits by about 1e-2, far outside parity. So loaders ship decoded frames as uint8
-at their own size (padded to the largest in the batch, usually fewer bytes than the resized
-square) and ``resize_pad_batch`` runs the exact float transform on the model's device.
+at their own size (stacked when a batch shares one size, else ragged, usually fewer bytes than
+the resized square) and ``resize_pad_batch`` runs the exact float transform on the model's device.
 """
 
 from __future__ import annotations
@@ -41,29 +41,27 @@ def resize_pad(frames: Tensor, image_size: int) -> Tensor:
     return flat.view(*lead, 3, image_size, image_size)
 
 
-def pad_to_largest(frames: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
-    """Stack frame tensors (..., 3, h_i, w_i) of different sizes, zero-padded at the bottom
-    right, plus each one's (h, w) so ``resize_pad_batch`` can crop it back."""
-    sizes = torch.tensor([tuple(f.shape[-2:]) for f in frames], dtype=torch.long)
-    if bool((sizes == sizes[0]).all()):  # one size (the common case): no zero fill
-        return torch.stack(list(frames)), sizes
-    height, width = sizes.max(dim=0).values.tolist()
-    padded = frames[0].new_zeros((len(frames), *frames[0].shape[:-2], height, width))
-    for out, item in zip(padded, frames, strict=True):
-        out[..., : item.shape[-2], : item.shape[-1]] = item
-    return padded, sizes
+def batch_frames(frames: Sequence[Tensor]) -> Tensor | tuple[Tensor, ...]:
+    """Per-video uint8 frames (..., 3, h_i, w_i) -> one stacked tensor when they share a size
+    (the common case), else the tuple itself: padding a 176x144 clip to 1920x1080 beside it
+    would copy hundreds of MB of zeros per batch (``resize_pad_batch`` takes both forms)."""
+    first = frames[0].shape
+    if all(f.shape == first for f in frames):
+        return torch.stack(list(frames))
+    return tuple(frames)
 
 
-def resize_pad_batch(frames: Tensor, sizes: Tensor, image_size: int) -> Tensor:
-    """Batch (V, ..., 3, H, W) holding V videos of sizes (V, 2) -> float32 (V, ..., 3, S, S).
-
-    Videos of one size (the common case) are resized in one call.
-    """
-    out = frames.new_empty((*frames.shape[:-2], image_size, image_size), dtype=torch.float32)
-    groups: dict[tuple[int, int], list[int]] = {}
-    for index, (height, width) in enumerate(sizes.tolist()):
-        groups.setdefault((height, width), []).append(index)
-    for (height, width), indices in groups.items():
-        select = torch.tensor(indices, device=frames.device)
-        out[select] = resize_pad(frames[select, ..., :height, :width], image_size)
+def resize_pad_batch(frames: Tensor | Sequence[Tensor], image_size: int) -> Tensor:
+    """V videos, stacked (V, ..., 3, H, W) or ragged (a sequence of (..., 3, h_i, w_i)) ->
+    float32 (V, ..., 3, S, S). Ragged videos of one size are resized in one call."""
+    if isinstance(frames, Tensor):
+        return resize_pad(frames, image_size)
+    lead = frames[0].shape[:-3]
+    out = frames[0].new_empty((len(frames), *lead, 3, image_size, image_size), dtype=torch.float32)
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, video in enumerate(frames):
+        groups.setdefault(tuple(video.shape), []).append(index)
+    for indices in groups.values():
+        select = torch.tensor(indices, device=out.device)
+        out[select] = resize_pad(torch.stack([frames[i] for i in indices]), image_size)
     return out

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from clipbert.data.decoding import build_decoder
-from clipbert.data.transforms import pad_to_largest, resize_pad, resize_pad_batch, resized_shape
+from clipbert.data.transforms import batch_frames, resize_pad, resize_pad_batch, resized_shape
 from tests.helpers import FIXTURES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -58,11 +58,19 @@ def test_resize_pad_rejects_frames_without_three_channels() -> None:
         resize_pad(torch.zeros(2, 4, 8, 8), 16)
 
 
-def test_batch_resize_crops_each_video_to_its_own_size() -> None:
+def test_videos_of_one_size_are_stacked_and_resized_together() -> None:
+    videos = [_random_frames(2, 30, 40) for _ in range(3)]
+    stacked = batch_frames(videos)
+    assert isinstance(stacked, torch.Tensor) and stacked.shape == (3, 2, 3, 30, 40)
+    assert torch.equal(resize_pad_batch(stacked, 64), resize_pad(stacked, 64))
+
+
+def test_videos_of_mixed_sizes_stay_ragged_and_each_is_resized_alone() -> None:
     videos = [_random_frames(2, 30, 40), _random_frames(2, 50, 20), _random_frames(2, 30, 40)]
-    padded, sizes = pad_to_largest(videos)
-    assert padded.shape == (3, 2, 3, 50, 40) and sizes.tolist() == [[30, 40], [50, 20], [30, 40]]
-    out = resize_pad_batch(padded, sizes, 64)
+    ragged = batch_frames(videos)
+    assert isinstance(ragged, tuple) and [v.shape for v in ragged] == [v.shape for v in videos]
+    out = resize_pad_batch(ragged, 64)
+    assert out.shape == (3, 2, 3, 64, 64) and out.dtype == torch.float32
     for video, resized in zip(videos, out, strict=True):
         assert torch.equal(resized, resize_pad(video, 64))
 
@@ -72,8 +80,7 @@ def test_matches_the_original_image_resize_and_pad() -> None:
     if not FIXTURES.is_dir():
         pytest.skip(f"parity fixture not found at {FIXTURES}")
     case = torch.load(FIXTURES / "inputs.pt", weights_only=True)["qa_224_pipeline"]
-    padded, sizes = pad_to_largest(case["raw_frames"])
-    out = resize_pad_batch(padded, sizes, case["max_img_size"])
+    out = resize_pad_batch(batch_frames(case["raw_frames"]), case["max_img_size"])
     assert torch.equal(out, case["frames_resized_padded"])
 
 

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from clipbert import load_original
 from clipbert.data.collate import VideoQABatch
-from clipbert.data.transforms import pad_to_largest
+from clipbert.data.transforms import batch_frames
 from clipbert.models.backbone import ClipBertBackbone, build_bert
 from clipbert.models.checkpoints import convert_original_state_dict, load_weights
 from clipbert.models.heads import MLPClassifier
@@ -221,9 +221,10 @@ def test_outputs_match_the_original(
 def test_raw_frames_through_our_input_path_match(
     inputs: dict, outputs: dict, device: torch.device
 ) -> None:
-    """Raw uint8 frames -> our loader padding -> device resize -> model normalisation."""
+    """Raw uint8 frames -> our loader batching -> device resize -> model normalisation."""
     case = inputs["qa_224_pipeline"]
-    frames, sizes = pad_to_largest(case["raw_frames"])
+    # what the loader ships: uint8 clips at the videos' own sizes (ragged when they differ)
+    frames = batch_frames([video[None].to(device) for video in case["raw_frames"]])
     sd, _ = convert_original_state_dict(_original_state_dict("qa"))
     reference = load_original(_original_state_dict("qa"))
     module = VideoQATask(
@@ -236,8 +237,7 @@ def test_raw_frames_through_our_input_path_match(
     load_weights(module, sd, strict=True)
     module.eval().to(device)
     batch = VideoQABatch(
-        frames=frames[:, None].to(device),  # what the loader ships: uint8 at the videos' sizes
-        frame_sizes=sizes,
+        frames=frames,
         input_ids=case["text_input_ids"].to(device),
         attention_mask=case["text_input_mask"].to(device),
         visual_index=torch.arange(2, device=device),

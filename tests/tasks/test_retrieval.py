@@ -107,7 +107,6 @@ def _pair_batch() -> PairBatch:
     # videos 0 and 2 are the same video ("a"): video 0 may only be paired with caption of "b"
     return PairBatch(
         frames=torch.rand(3, 1, 1, 3, 64, 64) * 255,
-        frame_sizes=torch.full((3, 2), 64),
         input_ids=torch.randint(5, 20, (6, 6)),
         attention_mask=torch.ones(6, 6, dtype=torch.long),
         visual_index=torch.tensor([0, 0, 1, 1, 2, 2]),
