@@ -52,12 +52,15 @@ class Predictor:
         decoder: str = "decord",
         device: str | torch.device = "cpu",
         decoder_fallback: str | None = "pyav",
+        decode_timeout: float | None = 60.0,
     ) -> None:
         self.device = torch.device(device)
         self.module = module.eval().to(self.device)
         self.text_tokenizer = text_tokenizer
         self.image_size = image_size
-        self.reader = VideoClipReader(None, build_decoder(decoder, decoder_fallback), sampling)
+        self.reader = VideoClipReader(
+            None, build_decoder(decoder, decoder_fallback, decode_timeout), sampling
+        )
 
     @classmethod
     def from_checkpoint(
@@ -83,6 +86,7 @@ class Predictor:
             datamodule.get("decoder", "decord"),
             device,
             datamodule.get("decoder_fallback", "pyav"),
+            datamodule.get("decode_timeout", 60.0),
         )
 
     def frames(self, visual: str | Path) -> torch.Tensor:

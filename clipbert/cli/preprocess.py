@@ -15,6 +15,7 @@ from clipbert.cli import CONFIG_DIR
 from clipbert.data.converters import SOURCES, answer_vocabulary, convert, write_jsonl
 from clipbert.data.decoding import build_decoder
 from clipbert.data.lmdb_builder import build_vis_db
+from clipbert.data.reencode import ReencodeSettings
 from clipbert.data.store_tools import (
     check_annotations,
     export_store,
@@ -43,6 +44,8 @@ def preprocess(cfg: DictConfig) -> object:
             extensions=list(cfg.ext) if cfg.ext else None,
             overwrite=cfg.overwrite,
             jpeg_quality=cfg.jpeg_quality,
+            image_format=cfg.image_format,
+            reencode=ReencodeSettings(**cfg.reencode),
             workers=cfg.workers,
             duplicate_stems=cfg.duplicate_stems,
             commit_every=cfg.commit_every,
@@ -55,7 +58,7 @@ def preprocess(cfg: DictConfig) -> object:
     if cfg.mode == "inspect":
         report = inspect_store(store)
     elif cfg.mode == "validate":
-        decoder = build_decoder(cfg.decoder, cfg.decoder_fallback)
+        decoder = build_decoder(cfg.decoder, cfg.decoder_fallback, cfg.decode_timeout)
         report = validate_store(store, cfg.file_type, decoder, report_dir=Path(cfg.dst))
     elif cfg.mode == "check":
         if not cfg.annotations:

@@ -84,6 +84,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         prefetch_factor: int | None = None,
         decoder: str = "decord",
         decoder_fallback: str | None = "pyav",
+        decode_timeout: float | None = 60.0,
         broken_retries: int = 10,
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
@@ -106,9 +107,11 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.prefetch_factor = prefetch_factor
-        build_decoder(decoder, decoder_fallback)  # an unknown name fails here, not in a worker
+        # an unknown name or a bad time limit fails here, not in a worker
+        build_decoder(decoder, decoder_fallback, decode_timeout)
         self.decoder_name = decoder
         self.decoder_fallback = decoder_fallback
+        self.decode_timeout = decode_timeout
         if broken_retries < 1:
             raise ValueError(f"broken_retries must be >= 1, got {broken_retries}")
         self.broken_retries = broken_retries
@@ -150,7 +153,7 @@ class ClipBertDataModule(pl.LightningDataModule):
     def clip_reader(self, split: str) -> VideoClipReader:
         return VideoClipReader(
             store=open_store(self.vis_db),
-            decoder=build_decoder(self.decoder_name, self.decoder_fallback),
+            decoder=build_decoder(self.decoder_name, self.decoder_fallback, self.decode_timeout),
             sampling=self.train_sampling if split == "train" else self.eval_sampling,
         )
 

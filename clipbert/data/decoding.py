@@ -12,7 +12,8 @@ from __future__ import annotations
 import abc
 import io
 import math
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,15 +180,10 @@ class PyAVDecoder(IndexedDecoder):
         with av.open(io.BytesIO(data)) as container:
             stream = next(v for v in container.streams.video if v.index == stream_index)
             stream.thread_count = self.num_threads
-            for packet in container.demux(stream):
-                try:
-                    decoded = packet.decode()
-                except av.error.InvalidDataError:
-                    continue  # a corrupt packet: its frame is lost, the rest still decode
-                for frame in decoded:
-                    if position in wanted:
-                        frames[position] = _upright_rgb(frame)
-                    position += 1
+            for frame in frames_of(container, stream):
+                if position in wanted:
+                    frames[position] = upright_rgb(frame)
+                position += 1
                 if position > last:
                     break
         if not frames:
@@ -202,10 +198,24 @@ class PyAVDecoder(IndexedDecoder):
         return f"PyAVDecoder(num_threads={self.num_threads})"
 
 
-def _upright_rgb(frame: Any) -> np.ndarray:
+def frames_of(container: Any, stream: Any) -> Iterator[Any]:
+    """The decoded frames of a PyAV stream in order, skipping packets FFmpeg rejects (a
+    corrupt packet loses its frame; the rest still decode)."""
+    import av
+
+    for packet in container.demux(stream):
+        try:
+            decoded = packet.decode()
+        except av.error.InvalidDataError:
+            continue
+        yield from decoded
+
+
+def upright_rgb(frame: Any, **scale: Any) -> np.ndarray:
     """(H, W, 3) RGB of a PyAV frame, turned as its display matrix says (rotation in degrees,
-    counter-clockwise; -90 shows a landscape-coded phone clip in portrait)."""
-    rgb = frame.to_ndarray(format="rgb24")
+    counter-clockwise; -90 shows a landscape-coded phone clip in portrait). ``scale``
+    (``width``, ``height``, ``interpolation``) resizes the coded picture first."""
+    rgb = frame.to_ndarray(format="rgb24", **scale)
     quarter_turns = round(getattr(frame, "rotation", 0) or 0) // 90
     return np.ascontiguousarray(np.rot90(rgb, k=quarter_turns)) if quarter_turns % 4 else rgb
 
@@ -231,23 +241,83 @@ class FallbackDecoder(VideoDecoder):
         return f"FallbackDecoder({self.primary!r}, {self.fallback!r})"
 
 
+class DecoderHungError(RuntimeError):
+    """Too many videos made the decoder run past its time limit in one process."""
+
+
+class TimeLimitedDecoder(VideoDecoder):
+    """``decoder`` with at most ``seconds`` per video, so a hostile file that sends the library
+    into an endless loop becomes a :class:`DecodeError` (a broken sample) instead of a
+    DataLoader worker that never answers.
+
+    Each read runs in a daemon thread that the caller waits for; decord and PyAV release the
+    GIL in their C code, so the wait can end. A thread past the limit cannot be killed and is
+    abandoned, still busy; after ``max_abandoned`` of them the process stops with
+    :class:`DecoderHungError` rather than run on with its cores taken.
+    """
+
+    def __init__(self, decoder: VideoDecoder, seconds: float, max_abandoned: int = 4) -> None:
+        if not seconds > 0:
+            raise ValueError(f"the decode time limit must be > 0 seconds, got {seconds!r}")
+        self.decoder = decoder
+        self.seconds = seconds
+        self.max_abandoned = max_abandoned
+        self.abandoned = 0
+        self.name = decoder.name
+
+    def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["frames"] = self.decoder.read(data, select)
+            except BaseException as exc:  # handed to the waiting thread as it is
+                outcome["error"] = exc
+
+        worker = threading.Thread(target=run, name="clipbert-decode", daemon=True)
+        worker.start()
+        worker.join(self.seconds)
+        if worker.is_alive():
+            self.abandoned += 1
+            if self.abandoned > self.max_abandoned:
+                raise DecoderHungError(
+                    f"{self.abandoned} videos ran {self.name} past its {self.seconds:g} s limit "
+                    "in this process, and each still holds a core; find them with "
+                    "`python preprocess.py mode=validate dst=<vis_db>` and remove them"
+                )
+            raise DecodeError(
+                f"{self.name} did not finish within {self.seconds:g} s (decode_timeout); "
+                "the file may be hostile or damaged"
+            )
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["frames"]
+
+    def __repr__(self) -> str:
+        return f"TimeLimitedDecoder({self.decoder!r}, seconds={self.seconds:g})"
+
+
 _DECODERS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
 
 
 def build_decoder(
-    name: str = "decord", fallback: str | None = "pyav", **kwargs: Any
+    name: str = "decord",
+    fallback: str | None = "pyav",
+    timeout: float | None = None,
+    **kwargs: Any,
 ) -> VideoDecoder:
     """Build the video decoder called ``name`` (``kwargs`` go to its constructor), wrapped so
-    that ``fallback`` (None: none) decodes what it cannot."""
+    that ``fallback`` (None: none) decodes what it cannot, and with ``timeout`` seconds (None:
+    no limit) for each video, fallback included."""
     for choice in (name, fallback):
         if choice is not None and choice not in _DECODERS:
             raise ValueError(
                 f"unknown video decoder {choice!r}; choose one of {', '.join(sorted(_DECODERS))}"
             )
     decoder = _DECODERS[name](**kwargs)
-    if fallback is None or fallback == name:
-        return decoder
-    return FallbackDecoder(decoder, _DECODERS[fallback]())
+    if fallback is not None and fallback != name:
+        decoder = FallbackDecoder(decoder, _DECODERS[fallback]())
+    return decoder if timeout is None else TimeLimitedDecoder(decoder, timeout)
 
 
 def decode_image(data: bytes) -> torch.Tensor:

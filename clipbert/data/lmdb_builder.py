@@ -2,7 +2,9 @@
 
 The result is byte-compatible with the original ClipBERT stores: key = file stem, value = the
 video file's raw bytes, or for images a JPEG re-encoding (so every image decodes the same way,
-whatever format it came in).
+whatever format it came in). Two options leave that format: images stored as their own file
+bytes (``image_format="raw"``: lossless, no re-encode) and videos re-encoded at a lower frame
+rate and size (``reencode``: cheaper decoding later, at the cost of changed pixels).
 """
 
 from __future__ import annotations
@@ -12,12 +14,14 @@ import json
 import multiprocessing
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from clipbert.data.decoding import decode_image
+from clipbert.data.reencode import ReencodeSettings, reencode_video
 from clipbert.data.stores import (
     LmdbWriter,
     StoreNotEmptyError,
@@ -30,6 +34,7 @@ DEFAULT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "avi", "mkv", "webm", "mov", "gif"),
     "image": ("jpg", "jpeg", "png", "bmp", "webp"),
 }
+IMAGE_FORMATS = ("jpeg", "raw")
 ERROR_LOG = "error_filepaths.log"
 RECORD_FILE = "preprocess.json"  # the settings a store was built with: a rerun resumes it
 
@@ -66,6 +71,8 @@ def build_vis_db(
     extensions: Sequence[str] | None = None,
     overwrite: bool = False,
     jpeg_quality: int = 95,
+    image_format: str = "jpeg",
+    reencode: ReencodeSettings | None = None,
     workers: int = 0,
     duplicate_stems: str = "error",
     commit_every: int = 1000,
@@ -75,7 +82,10 @@ def build_vis_db(
 
     Videos are stored byte for byte; images are decoded (EXIF orientation applied, converted to
     RGB) and re-encoded as JPEG at ``jpeg_quality``, as the original does with OpenCV at 95.
-    Unreadable files are reported and logged in ``dst/error_filepaths.log``; the build goes on.
+    ``image_format="raw"`` stores each image's own bytes instead (after checking it decodes;
+    loaders apply the EXIF orientation). ``reencode`` with a frame rate and/or shorter side
+    stores each video as H.264 at those (see :mod:`clipbert.data.reencode`). Unreadable files
+    are reported and logged in ``dst/error_filepaths.log``; the build goes on.
 
     The build commits in batches and records its settings in ``dst/preprocess.json``, so after
     an interruption (even SIGKILL) the same call adds only the files that are missing.
@@ -89,6 +99,12 @@ def build_vis_db(
         )
     if not 1 <= jpeg_quality <= 100:
         raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+    if image_format not in IMAGE_FORMATS:
+        raise ValueError(
+            f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}"
+        )
+    if reencode is not None and not reencode.enabled:
+        reencode = None
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
     src = Path(src_dir).expanduser().resolve()
@@ -113,6 +129,11 @@ def build_vis_db(
         "jpeg_quality": jpeg_quality,
         "duplicate_stems": duplicate_stems,
     }
+    # recorded only when set, so stores built before these options existed still resume
+    if image_format != "jpeg":
+        settings["image_format"] = image_format
+    if reencode is not None:
+        settings["reencode"] = asdict(reencode)
     resume = not overwrite and _recorded_settings(store) == settings
     if not overwrite and not resume and (store / RECORD_FILE).is_file():
         raise StoreNotEmptyError(
@@ -131,7 +152,8 @@ def build_vis_db(
         (store / ERROR_LOG).unlink(missing_ok=True)  # stale log of a replaced build
         todo = [(key, path) for key, path in files.items() if key not in writer]
         report.already_present = len(files) - len(todo)
-        loaded = _load_all(todo, file_type, jpeg_quality, workers)
+        encoding = _Encoding(file_type, jpeg_quality, image_format, reencode)
+        loaded = _load_all(todo, encoding, workers)
         for key, path, value, error in tqdm(
             loaded,
             total=len(todo),
@@ -157,11 +179,30 @@ def _recorded_settings(store: Path) -> dict | None:
         return None
 
 
+@dataclass(frozen=True)
+class _Encoding:
+    """How a file becomes a store value (sent to worker processes)."""
+
+    file_type: str
+    jpeg_quality: int
+    image_format: str
+    reencode: ReencodeSettings | None
+
+    def value(self, path: Path) -> bytes:
+        data = path.read_bytes()
+        if self.file_type == "video":
+            return data if self.reencode is None else reencode_video(data, self.reencode)
+        if self.image_format == "raw":
+            decode_image(data)  # an unreadable image is reported now, not in training
+            return data
+        return _reencode_image(data, self.jpeg_quality)
+
+
 def _load_all(
-    todo: list[tuple[str, Path]], file_type: str, jpeg_quality: int, workers: int
+    todo: list[tuple[str, Path]], encoding: _Encoding, workers: int
 ) -> Iterator[tuple[str, Path, bytes | None, str | None]]:
     """(key, path, bytes, None) or (key, path, None, reason) per file, in order."""
-    jobs = [(key, path, file_type, jpeg_quality) for key, path in todo]
+    jobs = [(key, path, encoding) for key, path in todo]
     if workers == 0:
         yield from map(_load, jobs)
         return
@@ -170,17 +211,17 @@ def _load_all(
         yield from pool.imap(_load, jobs, chunksize=4)
 
 
-def _load(job: tuple[str, Path, str, int]) -> tuple[str, Path, bytes | None, str | None]:
-    key, path, file_type, jpeg_quality = job
+def _load(job: tuple[str, Path, _Encoding]) -> tuple[str, Path, bytes | None, str | None]:
+    key, path, encoding = job
     try:
-        value = path.read_bytes() if file_type == "video" else _reencode_image(path, jpeg_quality)
+        value = encoding.value(path)
     except Exception as exc:  # any unreadable file is logged and skipped
         return key, path, None, f"{type(exc).__name__}: {exc}"
     return key, path, value, None
 
 
-def _reencode_image(path: Path, jpeg_quality: int) -> bytes:
-    with Image.open(path) as image:
+def _reencode_image(data: bytes, jpeg_quality: int) -> bytes:
+    with Image.open(io.BytesIO(data)) as image:
         image.load()
         rgb = ImageOps.exif_transpose(image).convert("RGB")
     buffer = io.BytesIO()

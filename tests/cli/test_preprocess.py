@@ -99,3 +99,29 @@ def test_killed_build_resumes_to_a_complete_valid_store(tmp_path: Path) -> None:
     assert len(values) == 1  # one source image: every entry holds the same JPEG bytes
     validated = run_preprocess("mode=validate", f"dst={dst}", "file_type=image", cwd=tmp_path)
     assert validated.returncode == 0 and "all 400 entries decode" in validated.stdout
+
+
+def test_reencoded_videos_and_raw_images_through_the_cli(tmp_path: Path) -> None:
+    videos, images = tmp_path / "videos", tmp_path / "images"
+    videos.mkdir()
+    images.mkdir()
+    shutil.copy(ASSETS / "h264_1920x1080_vfr_72frames.mp4", videos / "big.mp4")
+    shutil.copy(ASSETS / "rgba_200x150.png", images / "pic.png")
+    small = tmp_path / "small_db"
+    result = run_preprocess(
+        f"src={videos}", f"dst={small}", "reencode.fps=6", "reencode.short_side=144", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    with lmdb.open(str(small), readonly=True, lock=False) as env, env.begin() as txn:
+        stored = txn.get(b"big")
+    assert len(stored) < (videos / "big.mp4").stat().st_size / 10
+    valid = run_preprocess("mode=validate", f"dst={small}", cwd=tmp_path)
+    assert valid.returncode == 0 and "all 1 entries decode" in valid.stdout, valid.stdout
+
+    raw = tmp_path / "img_db"
+    result = run_preprocess(
+        f"src={images}", f"dst={raw}", "file_type=image", "image_format=raw", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    with lmdb.open(str(raw), readonly=True, lock=False) as env, env.begin() as txn:
+        assert txn.get(b"pic") == (images / "pic.png").read_bytes()

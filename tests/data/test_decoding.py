@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import pickle
 import random
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,12 @@ from clipbert.data.datasets import FrameSampling, VideoClipReader
 from clipbert.data.decoding import (
     DEFAULT_FPS,
     DecodeError,
+    DecoderHungError,
     DecordDecoder,
     FallbackDecoder,
     IndexedDecoder,
     PyAVDecoder,
+    TimeLimitedDecoder,
     VideoDecoder,
     VideoInfo,
     build_decoder,
@@ -192,6 +196,51 @@ def test_unusable_fps_falls_back_to_default(fps: float) -> None:
     frames = _ConstantDecoder(10, fps).read(b"", lambda info: seen.append(info) or [3, 1, 3])
     assert seen == [VideoInfo(10, DEFAULT_FPS)]
     assert frames[:, 0, 0, 0].tolist() == [3, 1, 3]
+
+
+class _HangingDecoder(VideoDecoder):
+    """Stands in for a file that sends a decoding library into an endless loop (none of the
+    real files does that to the library versions installed here); ``release`` ends it."""
+
+    name = "hanging"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def read(self, data, select):
+        self.release.wait()
+        raise DecodeError("released")
+
+
+def test_a_decode_past_the_time_limit_is_a_broken_video_not_a_hang() -> None:
+    inner = _HangingDecoder()
+    decoder = TimeLimitedDecoder(inner, seconds=0.2, max_abandoned=2)
+    try:
+        for _ in range(2):
+            began = time.perf_counter()
+            with pytest.raises(DecodeError, match=r"within 0.2 s \(decode_timeout\)"):
+                decoder.read(b"", lambda info: [0])
+            assert time.perf_counter() - began < 5
+        with pytest.raises(DecoderHungError, match="3 videos ran hanging past its 0.2 s limit"):
+            decoder.read(b"", lambda info: [0])
+        assert not isinstance(DecoderHungError("x"), DecodeError)  # not skipped as one sample
+    finally:
+        inner.release.set()
+
+
+def test_time_limited_decoding_returns_the_same_frames_and_errors() -> None:
+    data = _bytes("h264_176x144_29.97fps_lowbitrate.mp4")
+    limited = build_decoder("decord", timeout=30)
+    assert isinstance(limited, TimeLimitedDecoder)
+    assert isinstance(pickle.loads(pickle.dumps(limited)), TimeLimitedDecoder)  # to workers
+    select = lambda info: [0, 50, 119]  # noqa: E731
+    assert torch.equal(limited.read(data, select), build_decoder("decord").read(data, select))
+    with pytest.raises(DecodeError, match="decord could not open.*pyav"):
+        limited.read(_bytes("broken_truncated.jpg"), lambda info: [0])
+    with pytest.raises(ValueError, match=r"outside \[0, 120\)"):
+        limited.read(data, lambda info: [120])
+    with pytest.raises(ValueError, match="must be > 0 seconds"):
+        build_decoder("decord", timeout=0)
 
 
 def test_zero_frames_is_a_decode_error() -> None:

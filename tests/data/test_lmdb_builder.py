@@ -8,10 +8,12 @@ from pathlib import Path
 
 import lmdb
 import pytest
+import torch
 from PIL import Image
 
 from clipbert.data.decoding import build_decoder, decode_image
 from clipbert.data.lmdb_builder import ERROR_LOG, build_vis_db
+from clipbert.data.reencode import ReencodeSettings
 from clipbert.data.stores import LmdbStore, StoreNotEmptyError
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -169,3 +171,46 @@ def test_a_rerun_adds_only_new_files(tmp_path: Path) -> None:
     report = build_vis_db(src, db, progress=False)
     assert (report.written, report.already_present) == (1, 2)
     assert len(_read_raw(db)) == 3
+
+
+def test_raw_image_format_stores_each_file_as_it_is(tmp_path: Path) -> None:
+    src = _populate(tmp_path / "src", [*IMAGES, "broken_truncated.jpg"])
+    db = tmp_path / "raw_db"
+    report = build_vis_db(src, db, file_type="image", image_format="raw", progress=False)
+    assert report.written == 3
+    assert [Path(path).name for path, _ in report.failed] == ["broken_truncated.jpg"]
+    raw = _read_raw(db)
+    for name in IMAGES:
+        stored = raw[Path(name).stem.encode()]
+        assert stored == (ASSETS / name).read_bytes()  # lossless: PNG stays PNG
+        assert torch.equal(decode_image(stored), decode_image((ASSETS / name).read_bytes()))
+    with pytest.raises(ValueError, match="image_format must be one of jpeg, raw"):
+        build_vis_db(src, tmp_path / "x", file_type="image", image_format="png")
+
+
+def test_reencoded_video_store_resumes_only_with_the_same_settings(tmp_path: Path) -> None:
+    src = _populate(tmp_path / "src", ["h264_176x144_29.97fps_lowbitrate.mp4"])
+    db = tmp_path / "db"
+    settings = ReencodeSettings(fps=5, short_side=96)
+    assert build_vis_db(src, db, reencode=settings, progress=False).written == 1
+    info: list = []
+    frames = build_decoder(fallback=None).read(
+        LmdbStore(db).get("h264_176x144_29.97fps_lowbitrate"),
+        lambda i: info.append(i) or [0, i.num_frames - 1],
+    )
+    assert frames.shape[-2:] == (96, 118)  # 176x144 -> shorter side 96, even width
+    assert info[0].fps == pytest.approx(5.0) and 19 <= info[0].num_frames <= 21  # 4 s at 5 fps
+    _populate(src, ["mjpeg_160x120_10fps_3frames.avi"])
+    report = build_vis_db(src, db, reencode=settings, progress=False)
+    assert (report.written, report.already_present) == (1, 1)
+    with pytest.raises(StoreNotEmptyError, match="other settings"):
+        build_vis_db(src, db, reencode=ReencodeSettings(fps=10), progress=False)
+    with pytest.raises(StoreNotEmptyError, match="other settings"):
+        build_vis_db(src, db, progress=False)  # the raw-bytes build is another store
+    # no-op settings are the original's raw bytes
+    plain = build_vis_db(src, tmp_path / "plain", reencode=ReencodeSettings(), progress=False)
+    assert plain.written == 2
+    assert (
+        _read_raw(tmp_path / "plain")[b"mjpeg_160x120_10fps_3frames"]
+        == (ASSETS / "mjpeg_160x120_10fps_3frames.avi").read_bytes()
+    )
