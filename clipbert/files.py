@@ -1,4 +1,8 @@
-"""File writes that never leave a half-written file behind."""
+"""File writes that never leave a half-written file behind.
+
+Each writes a ``.partial`` file beside the target, flushes it to disk, then renames it over the
+target: readers, a killed process or a crash see the old file or the new one, never a torn one.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` next to ``path`` and rename it into place, so readers see old or new."""
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
+    with partial.open("wb") as file:
+        file.write(data)
+        _flush(file)
     os.replace(partial, path)
     return path
 
@@ -28,6 +34,13 @@ def save_atomic(obj: Any, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
-    torch.save(obj, partial)
+    with partial.open("wb") as file:
+        torch.save(obj, file)
+        _flush(file)
     os.replace(partial, path)
     return path
+
+
+def _flush(file: Any) -> None:
+    file.flush()
+    os.fsync(file.fileno())

@@ -31,14 +31,19 @@ def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, str]:
 
 
 def run_record(
-    config: dict[str, Any], bert_config: dict[str, Any], tokenizer_files: dict[str, str]
+    config: dict[str, Any],
+    bert_config: dict[str, Any],
+    tokenizer_files: dict[str, str],
+    batch_facts: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record stored under ``checkpoint["clipbert"]``."""
+    """The record stored under ``checkpoint["clipbert"]``. ``batch_facts`` holds the run's
+    global batch and schedule length (:func:`clipbert.tasks.base.global_batch_facts`)."""
     return {
         "format_version": FORMAT_VERSION,
         "config": config,
         "bert_config": bert_config,
         "tokenizer_files": tokenizer_files,
+        "batch_facts": batch_facts,
     }
 
 
@@ -53,7 +58,12 @@ class RunRecord(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
     ) -> None:
         bert_config = pl_module.backbone.bert.config.to_dict()
-        checkpoint[RECORD_KEY] = run_record(self.config, bert_config, self.tokenizer_files)
+        checkpoint[RECORD_KEY] = run_record(
+            self.config,
+            bert_config,
+            self.tokenizer_files,
+            getattr(pl_module, "batch_facts", None),
+        )
 
 
 @dataclass

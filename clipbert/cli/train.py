@@ -59,6 +59,21 @@ def link_best_checkpoint(best_model_path: str) -> Path:
     return link
 
 
+def keep_earlier_metrics(loggers: list) -> None:
+    """A run resumed in its own folder: move the CSV metrics written so far aside
+    (``metrics.part1.csv``, ...), since Lightning's CSV logger replaces ``metrics.csv``."""
+    for logger in loggers:
+        if not isinstance(logger, pl.loggers.CSVLogger):
+            continue
+        current = Path(logger.log_dir) / "metrics.csv"
+        if current.is_file():
+            part = 1
+            while (kept := current.with_name(f"metrics.part{part}.csv")).exists():
+                part += 1
+            os.replace(current, kept)
+            log.info("resuming: the metrics logged so far are kept in %s", kept)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task, test its best checkpoint, return the final metrics."""
     with open_dict(cfg):
@@ -71,7 +86,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.tokenizer))
     loggers = _instantiate_all(cfg.get("logger"))
+    if cfg.get("ckpt_path"):
+        keep_earlier_metrics(loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in trainer.loggers:  # the resolved config beside the metrics (hparams, wandb)
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {

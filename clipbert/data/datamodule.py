@@ -11,7 +11,10 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import (
@@ -41,6 +44,7 @@ from clipbert.data.datasets import (
     VideoQADataset,
 )
 from clipbert.data.decoding import build_decoder
+from clipbert.data.samplers import SeededShuffleSampler
 from clipbert.data.stores import open_store
 
 log = logging.getLogger(__name__)
@@ -173,19 +177,33 @@ class ClipBertDataModule(pl.LightningDataModule):
         if split not in self.datasets:
             raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
         dataset = self.datasets[split]
-        if shuffle:  # training: an unreadable video is replaced and counted, never fatal
-            dataset = ReplaceBroken(dataset, self.broken_retries)
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size if shuffle else self.eval_batch_size,
-            shuffle=shuffle,
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory,
-            persistent_workers=self.num_workers > 0,
+        options = {
+            "num_workers": self.num_workers,
+            "pin_memory": self.pin_memory,
+            "persistent_workers": self.num_workers > 0,
             # batches each worker keeps ready (PyTorch's default 2); only with workers
-            prefetch_factor=self.prefetch_factor if self.num_workers > 0 else None,
-            collate_fn=self.collate_fn(split),
-        )
+            "prefetch_factor": self.prefetch_factor if self.num_workers > 0 else None,
+            "collate_fn": self.collate_fn(split),
+        }
+        if shuffle:
+            # Training: seeded items, an unreadable video replaced and counted (never fatal).
+            # torchdata's loader has a state (position in the epoch) that Lightning
+            # checkpoints, so a run resumed mid-epoch continues at the next batch; its own
+            # generator keeps the process's random stream out of the loader's bookkeeping.
+            seed = torch.initial_seed()  # the run's seed (seed_everything), alike in every process
+            return StatefulDataLoader(
+                ReplaceBroken(dataset, self.broken_retries),
+                batch_size=self.batch_size,
+                sampler=SeededShuffleSampler(dataset, seed),
+                generator=torch.Generator().manual_seed(seed),
+                **options,
+            )
+        sampler = None
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # Evaluation reads every item once: Lightning's default DistributedSampler pads the
+            # shards to equal length, and the repeated items would be counted twice.
+            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler, **options)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

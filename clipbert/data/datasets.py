@@ -122,11 +122,14 @@ def read_or_mark(
 
 
 class ReplaceBroken(Dataset):
-    """Training: an item whose video cannot be read is replaced by a random other item.
+    """Training items: seeded random draws, and an unreadable video replaced by another item.
 
-    At most ``attempts`` reads per item; the returned item records in ``replaced`` how many
-    unreadable ones it stands for, so the training loop can log ``data/broken``. Many failures
-    in a row point at a wrong store or decoder, not at a few bad files, and stop the run.
+    Indexed by ``(index, seed)`` (see :class:`clipbert.data.samplers.SeededShuffleSampler`),
+    every random draw made while reading the item comes from ``seed`` and leaves the process's
+    random stream as it was. At most ``attempts`` reads per item; the returned item records in
+    ``replaced`` how many unreadable ones it stands for, so the training loop can log
+    ``data/broken``. Many failures in a row point at a wrong store or decoder, not at a few bad
+    files, and stop the run.
     """
 
     def __init__(self, dataset: Dataset, attempts: int = 10) -> None:
@@ -136,7 +139,13 @@ class ReplaceBroken(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._read(index)
+
+    def _read(self, index: int) -> dict:
         reasons = []
         for _ in range(self.attempts):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 
@@ -17,6 +18,8 @@ from clipbert.models.backbone import ClipBertBackbone
 SCORE_AGGREGATIONS = ("mean", "max", "lse")
 CNN_PREFIXES = ("backbone.cnn.", "backbone.grid_encoder.")
 MIN_LR = 1e-8
+
+log = logging.getLogger(__name__)
 
 
 def aggregate_clip_logits(logits: torch.Tensor, how: str) -> torch.Tensor:
@@ -80,6 +83,31 @@ def parameter_groups(
     return groups
 
 
+BATCH_FACTS = (
+    "global_batch_size",
+    "per_device_batch_size",
+    "world_size",
+    "accumulate_grad_batches",
+    "optimizer_steps",
+    "warmup_steps",
+)
+
+
+def global_batch_facts(trainer: pl.Trainer, total_steps: int, warmup_steps: int) -> dict:
+    """The batch the optimizer really sees (videos per device x processes over all nodes x
+    accumulation) and the schedule's length, as logged and stored in checkpoints."""
+    per_device = getattr(trainer.datamodule, "batch_size", None)
+    processes, accumulated = trainer.world_size, trainer.accumulate_grad_batches
+    return {
+        "global_batch_size": None if per_device is None else per_device * processes * accumulated,
+        "per_device_batch_size": per_device,
+        "world_size": processes,
+        "accumulate_grad_batches": accumulated,
+        "optimizer_steps": total_steps,
+        "warmup_steps": warmup_steps,
+    }
+
+
 class ClipBertTask(pl.LightningModule):
     """Base LightningModule: a shared backbone plus the original's optimisation recipe."""
 
@@ -104,6 +132,7 @@ class ClipBertTask(pl.LightningModule):
         self.cnn_weight_decay = cnn_weight_decay
         self.warmup_ratio = warmup_ratio
         self.score_agg = score_agg
+        self.batch_facts: dict | None = None  # set when the optimizer is configured
 
     def on_train_batch_start(self, batch: FramesBatch, batch_idx: int) -> None:
         """Count the unreadable training videos that the loader replaced (``data/broken``)."""
@@ -124,6 +153,14 @@ class ClipBertTask(pl.LightningModule):
         optimizer = self.optimizer_factory(groups)
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = math.floor(self.warmup_ratio * total)
+        self.batch_facts = global_batch_facts(self.trainer, total, warmup)
+        log.info(
+            "global batch %s videos (%s per device x %s processes x %s accumulated); "
+            "%s optimizer steps, %s of warm-up",
+            *(self.batch_facts[k] for k in BATCH_FACTS),
+        )
+        for logger in self.loggers:
+            logger.log_hyperparams(self.batch_facts)
 
         def schedule_for(base_lr: float) -> Callable[[int], float]:
             floor = MIN_LR / base_lr if base_lr > 0 else 0.0

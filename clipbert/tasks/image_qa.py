@@ -40,6 +40,9 @@ class ImageQATask(VideoQATask):
     def targets(self, batch: VideoQABatch) -> torch.Tensor:
         return batch.target_scores
 
+    def loss_weight(self, batch: VideoQABatch) -> int:
+        return len(batch)  # the soft-score loss averages over every question
+
     def _loss(self, logits: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
         width = target_scores.shape[1]
         losses = F.binary_cross_entropy_with_logits(

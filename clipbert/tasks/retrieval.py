@@ -223,7 +223,7 @@ class RetrievalTask(ClipBertTask):
     def _score_step(self, batch: VideoBatch, split: str) -> None:
         scores = self.video_scores(batch, self._ranking_texts(split))
         broken = float(sum(reason is not None for reason in batch.broken))
-        self.log(f"{split}/broken", broken, reduce_fx="sum", batch_size=len(batch))
+        self.log(f"{split}/broken", broken, reduce_fx="sum", sync_dist=True, batch_size=len(batch))
         self._columns.append((batch.indices, scores))
 
     def video_scores(self, batch: VideoBatch, texts: RankingTexts) -> Tensor:
@@ -241,21 +241,37 @@ class RetrievalTask(ClipBertTask):
             return
         texts = self._ranking_texts(split)
         matrix, text_to_video = scored_part(
-            self.gather_score_matrix(len(texts.video_ids)), texts.text_to_video
+            self.gather_score_matrix(len(texts.text_to_video), len(texts.video_ids)),
+            texts.text_to_video,
         )
         metrics = retrieval_metrics(matrix, text_to_video)
         # Every process holds the whole matrix after the gather: no further reduction.
         self.log(f"{stage}/r1_t2v", metrics.pop("r1_t2v"), prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()})
 
-    def gather_score_matrix(self, num_videos: int) -> Tensor:
-        """The (num_texts, num_videos) matrix from this epoch's columns, across processes."""
-        indices = torch.cat([i for i, _ in self._columns])
-        scores = torch.cat([s for _, s in self._columns], dim=1)
-        self._columns = []
+    def gather_score_matrix(self, num_texts: int, num_videos: int) -> Tensor:
+        """The (num_texts, num_videos) matrix from this epoch's columns, across processes.
+
+        Evaluation shards are not padded (no video is scored twice), so processes may hold
+        different numbers of columns: each pads to the largest count for the gather, and the
+        padding (index -1) is dropped after it.
+        """
+        columns, self._columns = self._columns, []
+        if columns:
+            indices = torch.cat([i for i, _ in columns])
+            scores = torch.cat([s for _, s in columns], dim=1)
+        else:  # more processes than batches: this one scored nothing
+            indices = torch.empty(0, dtype=torch.long, device=self.device)
+            scores = torch.empty(num_texts, 0, device=self.device)
         if self.trainer.world_size > 1:
+            count = torch.tensor([indices.numel()], device=indices.device)
+            padding = int(self.all_gather(count).max()) - indices.numel()
+            indices = F.pad(indices, (0, padding), value=-1)
+            scores = F.pad(scores, (0, padding), value=float("nan"))
             indices = self.all_gather(indices).flatten()
             scores = self.all_gather(scores).permute(1, 0, 2).flatten(1)
+            kept = indices >= 0
+            indices, scores = indices[kept], scores[:, kept]
         matrix = scores.new_full((scores.shape[0], num_videos), float("nan"))
         matrix[:, indices] = scores
         return matrix.cpu()

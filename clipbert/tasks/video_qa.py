@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
+from torchmetrics import MeanMetric
 
 from clipbert.data.collate import VideoQABatch
 from clipbert.data.datasets import IGNORE_LABEL
@@ -29,6 +30,8 @@ class _QATask(ClipBertTask):
         self.answer_types = list(answer_types)
         self.val_acc = QAAccuracy(answer_types)
         self.test_acc = QAAccuracy(answer_types)
+        # a metric, not a logged mean of means: exact across processes with uneven shards
+        self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
     def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         losses = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
@@ -37,6 +40,10 @@ class _QATask(ClipBertTask):
     def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """The logits of the answers that can be predicted (all of them by default)."""
         return logits
+
+    def loss_weight(self, batch: VideoQABatch) -> int:
+        """How many questions the batch's loss averages over (those with a gold label)."""
+        return int((batch.labels != IGNORE_LABEL).sum())
 
     def targets(self, batch: VideoQABatch) -> torch.Tensor:
         """What the loss compares the logits with: the gold label of each question."""
@@ -49,7 +56,9 @@ class _QATask(ClipBertTask):
 
     def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
         logits = self(batch)
-        self.log(f"{stage}/loss", self._loss(logits, self.targets(batch)), batch_size=len(batch))
+        weight = self.loss_weight(batch)
+        if weight > 0:
+            self.eval_loss[stage].update(self._loss(logits, self.targets(batch)), weight=weight)
         predicted = self.candidate_logits(logits).argmax(dim=-1)
         self.update_metric(metric, predicted, batch, self._broken(batch, stage))
 
@@ -62,7 +71,13 @@ class _QATask(ClipBertTask):
     def _broken(self, batch: VideoQABatch, stage: str) -> torch.Tensor:
         """Questions on unreadable videos: counted wrong, and counted in ``{stage}/broken``."""
         broken = batch.broken_mask()
-        self.log(f"{stage}/broken", broken.sum().float(), reduce_fx="sum", batch_size=len(batch))
+        self.log(
+            f"{stage}/broken",
+            broken.sum().float(),
+            reduce_fx="sum",
+            sync_dist=True,
+            batch_size=len(batch),
+        )
         return broken
 
     primary_metric = "acc"  # the metric shown in the progress bar
@@ -72,6 +87,9 @@ class _QATask(ClipBertTask):
         self.log(f"{stage}/{self.primary_metric}", values.pop(self.primary_metric), prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
         metric.reset()
+        if self.eval_loss[stage].update_called:
+            self.log(f"{stage}/loss", self.eval_loss[stage].compute())
+        self.eval_loss[stage].reset()
 
     def validation_step(self, batch: VideoQABatch, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_acc)

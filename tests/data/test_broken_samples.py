@@ -30,18 +30,30 @@ class _Flaky(Dataset):
 
 
 def test_a_broken_item_is_replaced_and_counted() -> None:
-    torch.manual_seed(0)
     dataset = ReplaceBroken(_Flaky(broken={1, 2}))
-    assert dataset[0] == {"index": 0, "replaced": 0}
-    for _ in range(20):
-        item = dataset[1]
+    assert dataset[0, 0] == {"index": 0, "replaced": 0}
+    replacements = set()
+    for seed in range(20):
+        item = dataset[1, seed]
         assert item["index"] not in {1, 2} and item["replaced"] >= 1
+        assert dataset[1, seed] == item  # the seed decides the replacement
+        replacements.add(item["index"])
+    assert len(replacements) > 1
+
+
+def test_reading_an_item_leaves_the_random_stream_alone() -> None:
+    dataset = ReplaceBroken(_Flaky(broken={1, 2}))
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    dataset[1, 7]
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_many_failures_in_a_row_stop_the_run() -> None:
     dataset = ReplaceBroken(_Flaky(broken=set(range(6))), attempts=3)
     with pytest.raises(RuntimeError, match="3 training samples in a row.*video"):
-        dataset[0]
+        dataset[0, 0]
 
 
 def test_training_logs_the_replaced_videos(train_config, demo_root: Path, tmp_path: Path) -> None:

@@ -1,0 +1,75 @@
+"""Hydra multirun: ``train.py -m`` runs one job per combination and summarises the sweep."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from clipbert.cli.sweep_summary import write_summary
+from tests.conftest import TINY_DEMO_SIZES
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_sweep_over_lr_and_seed_runs_four_jobs_and_writes_a_summary(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "task=demo_video_qa",
+            "task.module.optimizer.lr=1e-4,3e-4",
+            "seed=1,2",
+            f"paths.data_root={demo_root}",
+            sizes,
+            "+task.datamodule.prepare.progress=false",
+            "task.datamodule.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    assert jobs == ["0", "1", "2", "3"]
+    with (sweep / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
+    combinations = set()
+    for row in rows:
+        chosen = dict(item.split("=", 1) for item in row["overrides"].split())
+        combinations.add((chosen["task.module.optimizer.lr"], chosen["seed"]))
+    assert combinations == {(lr, seed) for lr in ("0.0001", "0.0003") for seed in ("1", "2")}
+    accuracies = [float(r["val/acc"]) for r in rows]
+    assert accuracies == sorted(accuracies, reverse=True)  # best first
+    for row in rows:
+        metrics = json.loads((sweep / row["job"] / "metrics.json").read_text())
+        assert float(row["test/acc"]) == metrics["test/acc"]
+    assert "| job | overrides | status | val/acc |" in (sweep / "summary.md").read_text()
+    assert "sweep of 4 jobs" in result.stdout + result.stderr
+
+
+def test_a_job_without_metrics_is_listed_last(tmp_path: Path) -> None:
+    for job, acc in (("0", 0.5), ("1", None), ("2", 0.75)):
+        (tmp_path / job / ".hydra").mkdir(parents=True)
+        (tmp_path / job / ".hydra" / "overrides.yaml").write_text(f"- seed={job}\n")
+        if acc is not None:
+            (tmp_path / job / "metrics.json").write_text(json.dumps({"val/acc": acc}))
+    rows = write_summary(tmp_path, "val/acc", "max")
+    assert [r["job"] for r in rows] == ["2", "0", "1"]
+    assert rows[-1]["status"].startswith("no metrics")
+    assert (tmp_path / "summary.md").read_text().count("\n") == 2 + 3
+    assert [r["job"] for r in write_summary(tmp_path, "val/acc", "min")] == ["0", "2", "1"]
