@@ -92,6 +92,26 @@ def train(cfg: DictConfig) -> dict[str, float]:
     for logger in trainer.loggers:  # the resolved config beside the metrics (hparams, wandb)
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    try:
+        return _fit_and_test(cfg, trainer, datamodule, module, output_dir)
+    finally:
+        finish_runs(trainer.loggers)
+
+
+def finish_runs(loggers: list) -> None:
+    """Close wandb runs: the next job of a multirun (same process) must start its own run."""
+    for logger in loggers:
+        if isinstance(logger, pl.loggers.WandbLogger):
+            logger.experiment.finish()
+
+
+def _fit_and_test(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    datamodule: pl.LightningDataModule,
+    module: pl.LightningModule,
+    output_dir: Path,
+) -> dict[str, float]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "data/"))

@@ -1,16 +1,20 @@
-"""Two real processes (DDP over gloo on the CPU): sharded loading, and retrieval ranking whose
-score matrix is gathered across processes and ranks exactly as one process ranks it."""
+"""Real processes (DDP over gloo on the CPU): sharded loading, validation metrics and a retrieval
+ranking gathered across processes that equal what one process computes."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import pytorch_lightning as pl
 from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
+from clipbert.cli.train import build_task
 from tests.conftest import TINY_DEMO_SIZES
 from tests.helpers import compose_config
 
@@ -58,3 +62,58 @@ def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -
     single = predict(pcfg)
     for key in ("r1_t2v", "r5_t2v", "median_rank_t2v", "r1_v2t", "mean_rank_v2t"):
         assert metrics[f"test/{key}"] == single[key], key
+
+
+def test_ddp_validation_metrics_equal_one_process_validation(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    """Three processes: 8 validation videos shard 3/3/2, so a padded sampler would count a video
+    twice; the unpadded shards give exactly the one-process numbers."""
+    run = tmp_path / "run"
+    overrides = [
+        f"paths.data_root={demo_root}",
+        f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", ""),
+        "+task.datamodule.prepare.progress=false",
+        "task.datamodule.num_workers=0",
+        "task.datamodule.eval_batch_size=2",
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+        "test=false",
+    ]
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=3",
+            *overrides,
+            f"hydra.run.dir={run}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    logged = {}
+    with (run / "csv" / "metrics.csv").open() as file:
+        for row in csv.DictReader(file):
+            logged.update({k: float(v) for k, v in row.items() if k.startswith("val/") and v})
+    assert "global batch 24 videos (8 per device x 3 processes" in result.stdout + result.stderr
+
+    cfg = compose_config("train", [*overrides, "trainer=ddp", "trainer.accelerator=cpu"])
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "single")
+    datamodule, module = build_task(cfg)
+    trainer = pl.Trainer(
+        accelerator="cpu", devices=1, precision=cfg.trainer.precision, logger=False
+    )
+    (single,) = trainer.validate(
+        module, datamodule=datamodule, ckpt_path=str(run / "checkpoints" / "last.ckpt")
+    )
+    assert set(single) == set(logged)
+    for key, value in single.items():
+        assert logged[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key

@@ -36,6 +36,7 @@ def _command(demo_root: Path, run: Path, *extra: str) -> list[str]:
         "trainer.enable_progress_bar=false",
         "callbacks.progress_bar=null",
         "callbacks.step_checkpoint.every_n_train_steps=5",
+        "trainer.log_every_n_steps=2",  # the CSV logger writes as it logs: there is a file to keep
         f"hydra.run.dir={run}",
         *extra,
     ]

@@ -1,0 +1,67 @@
+"""Experiment tracking: wandb offline by default (no network, no key), the config and metrics in
+its run folder; the training monitor's metrics in every logger."""
+
+from __future__ import annotations
+
+import csv
+import ipaddress
+import socket
+from pathlib import Path
+
+import pytest
+
+from clipbert.cli.train import train
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Refuse connections from this process to anything but this machine."""
+    attempts: list = []
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address) -> None:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            host = address[0]
+            if host != "localhost" and not ipaddress.ip_address(host).is_loopback:
+                attempts.append(address)
+                raise OSError(f"network access in a test: {address}")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+    return attempts
+
+
+def test_wandb_is_offline_by_default_and_keeps_config_and_metrics(
+    train_config, no_network: list, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = train_config("logger=wandb", "trainer.log_every_n_steps=1", "test=false")
+    train(cfg)
+    runs = list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1, "an offline run folder"
+    (record,) = runs[0].glob("run-*.wandb")
+    data = record.read_bytes()  # protobuf records: names and string values appear verbatim
+    for config_entry in (b"image_size", b"demo_video_qa", b"global_batch_size"):
+        assert config_entry in data, config_entry
+    for metric in (b"train/loss", b"val/acc", b"lr/transformer", b"train/videos_per_s"):
+        assert metric in data, metric
+    assert no_network == []
+
+
+def test_every_run_logs_throughput_data_wait_memory_and_gradient_norm(train_config) -> None:
+    cfg = train_config("trainer.log_every_n_steps=1", "test=false")
+    train(cfg)
+    with (Path(cfg.paths.output_dir) / "csv" / "metrics.csv").open() as file:
+        rows = list(csv.DictReader(file))
+
+    def values(key: str) -> list[float]:
+        return [float(row[key]) for row in rows if row.get(key)]
+
+    assert values("train/videos_per_s") and min(values("train/videos_per_s")) > 0
+    assert all(0.0 <= v < 1.0 for v in values("train/data_wait_fraction"))
+    assert min(values("train/peak_memory_mb")) > 50  # this process's resident peak, in MiB
+    assert values("train/grad_norm") and min(values("train/grad_norm")) > 0
+    hparams = (Path(cfg.paths.output_dir) / "csv" / "hparams.yaml").read_text()
+    assert "global_batch_size: 8" in hparams and "optimizer_steps:" in hparams
+    assert "image_size:" in hparams  # the resolved config
