@@ -116,21 +116,26 @@ def _fit_and_test(
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "data/"))
     }
+    checkpoints = trainer.checkpoint_callback
+    best = checkpoints.best_model_path if checkpoints else ""
+    if checkpoints and checkpoints.best_model_score is not None:
+        # the monitored metric at the best checkpoint, e.g. val/acc_best (a sweep's objective)
+        metrics[f"{cfg.task.monitor}_best"] = float(checkpoints.best_model_score)
     if cfg.get("test") and not trainer.fast_dev_run:
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in results[0].items()})
-        metrics_file = output_dir / "metrics.json"
-        payload = {"best_checkpoint": best, **metrics}
-        write_text_atomic(metrics_file, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-        if best:
-            log.info("best checkpoint: %s", link_best_checkpoint(best))
-        log.info("metrics: %s", metrics_file)
+    metrics_file = output_dir / "metrics.json"
+    payload = {"best_checkpoint": best, **metrics}
+    write_text_atomic(metrics_file, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    if best:
+        log.info("best checkpoint: %s", link_best_checkpoint(best))
+    log.info("metrics: %s", metrics_file)
     return metrics
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> None:
-    """Console entry point (``python train.py`` / ``clipbert-train``)."""
+def main(cfg: DictConfig) -> float | None:
+    """Console entry point (``python train.py`` / ``clipbert-train``). Returns the best value of
+    the task's validation metric: the objective of an Optuna sweep."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    train(cfg)
+    return train(cfg).get(f"{cfg.task.monitor}_best")

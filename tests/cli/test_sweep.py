@@ -8,6 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import yaml
+
 from clipbert.cli.sweep_summary import write_summary
 from tests.conftest import TINY_DEMO_SIZES
 
@@ -73,3 +76,79 @@ def test_a_job_without_metrics_is_listed_last(tmp_path: Path) -> None:
     assert rows[-1]["status"].startswith("no metrics")
     assert (tmp_path / "summary.md").read_text().count("\n") == 2 + 3
     assert [r["job"] for r in write_summary(tmp_path, "val/acc", "min")] == ["0", "2", "1"]
+
+
+def test_an_optuna_search_runs_its_trials_and_reports_the_best(
+    demo_root: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [sweep] extra")
+    sweep = tmp_path / "optuna"
+    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "hparams_search=demo_optuna",
+            "hydra.sweeper.n_trials=2",
+            f"paths.data_root={demo_root}",
+            sizes,
+            "+task.datamodule.prepare.progress=false",
+            "task.datamodule.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+            "test=false",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert set(best["best_params"]) == {"task.module.optimizer.lr", "task.module.cnn_lr"}
+    assert 1e-4 <= best["best_params"]["task.module.optimizer.lr"] <= 1e-3
+    assert 0.0 <= best["best_value"] <= 1.0
+    with (sweep / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2 and float(rows[0]["val/acc_best"]) == best["best_value"]
+
+
+def test_a_sweep_of_ddp_jobs(demo_root: Path, tmp_path: Path) -> None:
+    """Each job of a multirun trains with two processes; Lightning relaunches them per job."""
+    sweep = tmp_path / "ddp_sweep"
+    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "train.py"),
+            "-m",
+            "seed=1,2",
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            f"paths.data_root={demo_root}",
+            sizes,
+            "+task.datamodule.prepare.progress=false",
+            "task.datamodule.num_workers=0",
+            "trainer.max_epochs=1",
+            "trainer.num_sanity_val_steps=0",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+            f"hydra.sweep.dir={sweep}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    children = "".join(p.read_text()[-1500:] for p in sweep.glob("*/train_ddp_process_*.log"))
+    assert result.returncode == 0, result.stderr[-3000:] + children
+    for job in ("0", "1"):
+        assert (sweep / job / "train_ddp_process_1.log").is_file()  # the second process ran
+        assert "test/acc" in json.loads((sweep / job / "metrics.json").read_text())
+    with (sweep / "summary.csv").open() as file:
+        assert len(list(csv.DictReader(file))) == 2
