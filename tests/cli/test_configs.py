@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.train import build_backbone
@@ -90,3 +91,23 @@ def test_predict_rejects_bad_values_before_loading(
     cfg = compose_config("predict", [f"ckpt_path={tmp_path / 'missing.ckpt'}", override])
     with pytest.raises(ValueError, match=message):
         predict(cfg)
+
+
+@pytest.mark.parametrize("name", ["ddp", "ddp_multinode"])
+def test_ddp_trainer_configs_build_on_the_cpu(name: str, tmp_path: Path) -> None:
+    cfg = compose_config(
+        "train",
+        [f"trainer={name}", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.num_nodes=1"],
+    )
+    trainer = instantiate(cfg.trainer, default_root_dir=str(tmp_path))
+    assert type(trainer.strategy).__name__ == "DDPStrategy" and trainer.world_size == 2
+    assert type(trainer.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
+
+
+def test_multinode_and_fsdp_configs_say_what_they_run() -> None:
+    multinode = compose_config("train", ["trainer=ddp_multinode"]).trainer
+    assert (multinode.num_nodes, multinode.devices, multinode.strategy) == (2, 8, "ddp")
+    fsdp = compose_config("train", ["trainer=fsdp"]).trainer
+    strategy = instantiate(fsdp.strategy)  # FSDP itself needs GPUs: only the strategy is built
+    assert type(strategy).__name__ == "FSDPStrategy"
+    assert [cls.__name__ for cls in strategy.kwargs["auto_wrap_policy"]] == ["BertLayer"]

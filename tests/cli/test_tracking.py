@@ -65,3 +65,12 @@ def test_every_run_logs_throughput_data_wait_memory_and_gradient_norm(train_conf
     hparams = (Path(cfg.paths.output_dir) / "csv" / "hparams.yaml").read_text()
     assert "global_batch_size: 8" in hparams and "optimizer_steps:" in hparams
     assert "image_size:" in hparams  # the resolved config
+
+
+def test_csv_and_tensorboard_together(train_config) -> None:
+    cfg = train_config("logger=[csv,tensorboard]", "trainer.log_every_n_steps=1", "test=false")
+    train(cfg)
+    run = Path(cfg.paths.output_dir)
+    assert (run / "csv" / "metrics.csv").is_file()
+    (events,) = (run / "tensorboard").glob("events.out.tfevents.*")
+    assert b"train/loss" in events.read_bytes() and b"val/acc" in events.read_bytes()
