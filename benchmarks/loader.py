@@ -9,7 +9,9 @@ For each setting (clips x frames at ``--image-size``) three paths handle the sam
   as the original's loader did.
 
 Everything runs in one process (``num_workers=0``), so the ratio loader/raw is the pipeline's
-own overhead; paths alternate within each round so machine noise hits all of them.
+own overhead; paths alternate within each round so machine noise hits all of them. Every path
+decodes with one thread, as each DataLoader worker does (workers, not decoder threads, use the
+cores), so the figures are per worker.
 
     .venv/bin/python benchmarks/loader.py --rounds 3 --json /tmp/loader.json
 """
@@ -122,6 +124,7 @@ def pyav_full_pass(reader: VideoClipReader, payloads: list[bytes]) -> int:
     for data in payloads:
         with av.open(io.BytesIO(data)) as container:
             stream = container.streams.video[0]
+            stream.thread_count = 1  # one thread per worker, as the loader's decoders
             fps = float(stream.average_rate or 0) or DEFAULT_FPS
             frames = [f.to_ndarray(format="rgb24") for f in container.decode(stream)]
         indices = reader.frame_indices(VideoInfo(len(frames), fps))

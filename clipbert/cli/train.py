@@ -11,6 +11,7 @@ import hydra
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.run_record import RunRecord
@@ -86,7 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.tokenizer))
     loggers = _instantiate_all(cfg.get("logger"))
-    if cfg.get("ckpt_path"):
+    if cfg.get("ckpt_path") and rank_zero_only.rank == 0:
         keep_earlier_metrics(loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:  # the resolved config beside the metrics (hparams, wandb)
@@ -124,12 +125,13 @@ def _fit_and_test(
     if cfg.get("test") and not trainer.fast_dev_run:
         results = trainer.test(module, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in results[0].items()})
-    metrics_file = output_dir / "metrics.json"
-    payload = {"best_checkpoint": best, **metrics}
-    write_text_atomic(metrics_file, json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    if best:
-        log.info("best checkpoint: %s", link_best_checkpoint(best))
-    log.info("metrics: %s", metrics_file)
+    if trainer.is_global_zero:  # under DDP every process gets here; one writes
+        metrics_file = output_dir / "metrics.json"
+        payload = {"best_checkpoint": best, **metrics}
+        write_text_atomic(metrics_file, json.dumps(payload, indent=2, sort_keys=True) + "\n")
+        if best:
+            log.info("best checkpoint: %s", link_best_checkpoint(best))
+        log.info("metrics: %s", metrics_file)
     return metrics
 
 
