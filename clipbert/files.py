@@ -8,21 +8,35 @@ torn one, and two processes writing the same file never share a partial file.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
 
+@contextmanager
+def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
+    """An open file whose contents replace ``path`` (old or new, never torn) when the block
+    ends without an error; on an error the partial file is removed and ``path`` is left alone."""
+    path = Path(path)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        with partial.open("wb") as file:
+            yield file
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
     """Write ``data`` next to ``path`` and rename it into place, so readers see old or new."""
-    path = Path(path)
-    partial = _partial(path)
-    with partial.open("wb") as file:
+    with _atomic_file(path) as file:
         file.write(data)
-        _flush(file)
-    os.replace(partial, path)
-    return path
+    return Path(path)
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -32,20 +46,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
 
 def save_atomic(obj: Any, path: str | Path) -> Path:
     """``torch.save`` through a temporary file, so an interrupted save never clobbers ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial(path)
-    with partial.open("wb") as file:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_file(path) as file:
         torch.save(obj, file)
-        _flush(file)
-    os.replace(partial, path)
-    return path
-
-
-def _partial(path: Path) -> Path:
-    return path.with_name(f"{path.name}.{os.getpid()}.partial")
-
-
-def _flush(file: Any) -> None:
-    file.flush()
-    os.fsync(file.fileno())
+    return Path(path)

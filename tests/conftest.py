@@ -8,12 +8,10 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig, open_dict
 
-from tests.helpers import compose_config
+from tests.helpers import TINY_DEMO_SIZES, compose_config, tiny_demo_overrides
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
-
-TINY_DEMO_SIZES = {"train": 24, "val": 8, "test": 8}
 
 
 @pytest.fixture(scope="session")
@@ -34,16 +32,11 @@ def train_config(demo_root: Path, tmp_path: Path):
         cfg = compose_config(
             "train",
             [
-                f"paths.data_root={demo_root}",
-                f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", ""),
-                "+task.datamodule.prepare.progress=false",
-                "task.datamodule.num_workers=0",
+                *tiny_demo_overrides(demo_root),
                 "task.datamodule.batch_size=8",
                 "task.datamodule.eval_batch_size=8",
                 "trainer.max_epochs=1",
                 "trainer.num_sanity_val_steps=0",
-                "trainer.enable_progress_bar=false",
-                "callbacks.progress_bar=null",
                 *overrides,
             ],
         )

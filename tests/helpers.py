@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_DEMO_SIZES = {"train": 24, "val": 8, "test": 8}
 
 # The parity fixture made by the original code (shared/fixtures beside the checkout; CI has it
 # there). CLIPBERT_FIXTURES points elsewhere, e.g. on a machine that only has a copy.
@@ -21,3 +26,28 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """Compose a shipped config the way the entry points do, with the given overrides."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=overrides)
+
+
+def tiny_demo_overrides(demo_root: Path) -> list[str]:
+    """train.py overrides for the tiny demo under ``demo_root``: loading in the main process,
+    no progress bars (quiet logs)."""
+    sizes = ",".join(f"{split}:{n}" for split, n in TINY_DEMO_SIZES.items())
+    return [
+        f"paths.data_root={demo_root}",
+        f"+task.datamodule.prepare.sizes={{{sizes}}}",
+        "+task.datamodule.prepare.progress=false",
+        "task.datamodule.num_workers=0",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+    ]
+
+
+def run_train(*overrides: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python train.py`` with ``overrides`` in a new process (output captured as text)."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *overrides],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

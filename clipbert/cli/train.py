@@ -84,14 +84,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir.mkdir(parents=True, exist_ok=True)
 
     datamodule, module = build_task(cfg)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks.append(RunRecord(OmegaConf.to_container(cfg, resolve=True), datamodule.tokenizer))
+    callbacks.append(RunRecord(resolved, datamodule.tokenizer))
     loggers = _instantiate_all(cfg.get("logger"))
     if cfg.get("ckpt_path") and rank_zero_only.rank == 0:
         keep_earlier_metrics(loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:  # the resolved config beside the metrics (hparams, wandb)
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams(resolved)
 
     try:
         return _fit_and_test(cfg, trainer, datamodule, module, output_dir)

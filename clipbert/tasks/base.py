@@ -83,16 +83,6 @@ def parameter_groups(
     return groups
 
 
-BATCH_FACTS = (
-    "global_batch_size",
-    "per_device_batch_size",
-    "world_size",
-    "accumulate_grad_batches",
-    "optimizer_steps",
-    "warmup_steps",
-)
-
-
 def global_batch_facts(trainer: pl.Trainer, total_steps: int, warmup_steps: int) -> dict:
     """The batch the optimizer really sees (videos per device x processes over all nodes x
     accumulation) and the schedule's length, as logged and stored in checkpoints."""
@@ -155,9 +145,10 @@ class ClipBertTask(pl.LightningModule):
         warmup = math.floor(self.warmup_ratio * total)
         self.batch_facts = global_batch_facts(self.trainer, total, warmup)
         log.info(
-            "global batch %s videos (%s per device x %s processes x %s accumulated); "
-            "%s optimizer steps, %s of warm-up",
-            *(self.batch_facts[k] for k in BATCH_FACTS),
+            "global batch %(global_batch_size)s videos (%(per_device_batch_size)s per device x "
+            "%(world_size)s processes x %(accumulate_grad_batches)s accumulated); "
+            "%(optimizer_steps)s optimizer steps, %(warmup_steps)s of warm-up",
+            self.batch_facts,
         )
         for logger in self.loggers:
             logger.log_hyperparams(self.batch_facts)

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,38 +13,23 @@ from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import build_task
-from tests.conftest import TINY_DEMO_SIZES
-from tests.helpers import compose_config
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import compose_config, run_train, tiny_demo_overrides
 
 
 def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "task=demo_retrieval",
-            f"paths.data_root={demo_root}",
-            sizes,
-            "+task.datamodule.prepare.progress=false",
-            "task.datamodule.num_workers=0",
-            "task.datamodule.batch_size=4",
-            "task.datamodule.eval_batch_size=3",  # 8 videos over 2 processes: padded shards
-            "trainer.max_epochs=1",
-            "trainer.precision=32-true",
-            "trainer.devices=2",
-            "trainer.strategy=ddp",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            f"hydra.run.dir={run}",
-        ],
+    result = run_train(
+        "task=demo_retrieval",
+        *tiny_demo_overrides(demo_root),
+        "task.datamodule.batch_size=4",
+        "task.datamodule.eval_batch_size=3",  # 8 videos over 2 processes: padded shards
+        "trainer.max_epochs=1",
+        "trainer.precision=32-true",
+        "trainer.devices=2",
+        "trainer.strategy=ddp",
+        "trainer.num_sanity_val_steps=0",
+        f"hydra.run.dir={run}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -71,30 +54,19 @@ def test_ddp_validation_metrics_equal_one_process_validation(
     twice; the unpadded shards give exactly the one-process numbers."""
     run = tmp_path / "run"
     overrides = [
-        f"paths.data_root={demo_root}",
-        f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", ""),
-        "+task.datamodule.prepare.progress=false",
-        "task.datamodule.num_workers=0",
+        *tiny_demo_overrides(demo_root),
         "task.datamodule.eval_batch_size=2",
         "trainer.max_epochs=1",
         "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false",
-        "callbacks.progress_bar=null",
         "test=false",
     ]
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=3",
-            *overrides,
-            f"hydra.run.dir={run}",
-        ],
+    result = run_train(
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=3",
+        *overrides,
+        f"hydra.run.dir={run}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]

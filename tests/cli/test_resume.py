@@ -14,27 +14,19 @@ from pathlib import Path
 
 import torch
 
-from tests.conftest import TINY_DEMO_SIZES
+from tests.helpers import REPO, run_train, tiny_demo_overrides
 
-REPO = Path(__file__).resolve().parents[2]
 STEPS_PER_EPOCH = 12  # 24 training videos, 2 per batch
 
 
-def _command(demo_root: Path, run: Path, *extra: str) -> list[str]:
-    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
+def _train(demo_root: Path, run: Path, *extra: str) -> list[str]:
+    """The overrides of both runs: 2 epochs of 12 steps, a mid-epoch last.ckpt every 5."""
     return [
-        sys.executable,
-        str(REPO / "train.py"),
-        f"paths.data_root={demo_root}",
-        sizes,
-        "+task.datamodule.prepare.progress=false",
-        "task.datamodule.num_workers=0",
+        *tiny_demo_overrides(demo_root),
         "task.datamodule.batch_size=2",
         "trainer.max_epochs=2",
         "trainer.deterministic=true",
         "trainer.precision=32-true",
-        "trainer.enable_progress_bar=false",
-        "callbacks.progress_bar=null",
         "callbacks.step_checkpoint.every_n_train_steps=5",
         "trainer.log_every_n_steps=2",  # the CSV logger writes as it logs: there is a file to keep
         f"hydra.run.dir={run}",
@@ -42,8 +34,8 @@ def _command(demo_root: Path, run: Path, *extra: str) -> list[str]:
     ]
 
 
-def _run(command: list[str], cwd: Path) -> None:
-    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=600)
+def _run(overrides: list[str], cwd: Path) -> None:
+    result = run_train(*overrides, cwd=cwd, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
 
 
@@ -59,12 +51,12 @@ def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(
     demo_root: Path, tmp_path: Path
 ) -> None:
     whole = tmp_path / "whole"
-    _run(_command(demo_root, whole), tmp_path)
+    _run(_train(demo_root, whole), tmp_path)
 
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
-        _command(demo_root, run),
+        [sys.executable, str(REPO / "train.py"), *_train(demo_root, run)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -81,7 +73,7 @@ def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(
     assert killed_at % STEPS_PER_EPOCH != 0, "the kill should land mid-epoch"
     assert not (run / "metrics.json").exists()
 
-    _run(_command(demo_root, run, "ckpt_path=last"), tmp_path)
+    _run(_train(demo_root, run, "ckpt_path=last"), tmp_path)
     assert _global_step(last) == _global_step(whole / "checkpoints" / "last.ckpt")
     assert _global_step(last) == 2 * STEPS_PER_EPOCH
     resumed = json.loads((run / "metrics.json").read_text())

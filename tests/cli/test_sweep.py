@@ -4,46 +4,29 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
 from clipbert.cli.sweep_summary import write_summary
-from tests.conftest import TINY_DEMO_SIZES
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import run_train, tiny_demo_overrides
 
 
 def test_a_sweep_over_lr_and_seed_runs_four_jobs_and_writes_a_summary(
     demo_root: Path, tmp_path: Path
 ) -> None:
     sweep = tmp_path / "sweep"
-    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "-m",
-            "task=demo_video_qa",
-            "task.module.optimizer.lr=1e-4,3e-4",
-            "seed=1,2",
-            f"paths.data_root={demo_root}",
-            sizes,
-            "+task.datamodule.prepare.progress=false",
-            "task.datamodule.num_workers=0",
-            "trainer.max_epochs=1",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            f"hydra.sweep.dir={sweep}",
-        ],
+    result = run_train(
+        "-m",
+        "task=demo_video_qa",
+        "task.module.optimizer.lr=1e-4,3e-4",
+        "seed=1,2",
+        *tiny_demo_overrides(demo_root),
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
@@ -83,29 +66,16 @@ def test_an_optuna_search_runs_its_trials_and_reports_the_best(
 ) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper", reason="the [sweep] extra")
     sweep = tmp_path / "optuna"
-    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "-m",
-            "hparams_search=demo_optuna",
-            "hydra.sweeper.n_trials=2",
-            f"paths.data_root={demo_root}",
-            sizes,
-            "+task.datamodule.prepare.progress=false",
-            "task.datamodule.num_workers=0",
-            "trainer.max_epochs=1",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "test=false",
-            f"hydra.sweep.dir={sweep}",
-        ],
+    result = run_train(
+        "-m",
+        "hparams_search=demo_optuna",
+        "hydra.sweeper.n_trials=2",
+        *tiny_demo_overrides(demo_root),
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        "test=false",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
@@ -120,30 +90,17 @@ def test_an_optuna_search_runs_its_trials_and_reports_the_best(
 def test_a_sweep_of_ddp_jobs(demo_root: Path, tmp_path: Path) -> None:
     """Each job of a multirun trains with two processes; Lightning relaunches them per job."""
     sweep = tmp_path / "ddp_sweep"
-    sizes = f"+task.datamodule.prepare.sizes={TINY_DEMO_SIZES}".replace("'", "").replace(" ", "")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "train.py"),
-            "-m",
-            "seed=1,2",
-            "trainer=ddp",
-            "trainer.accelerator=cpu",
-            "trainer.devices=2",
-            f"paths.data_root={demo_root}",
-            sizes,
-            "+task.datamodule.prepare.progress=false",
-            "task.datamodule.num_workers=0",
-            "trainer.max_epochs=1",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            f"hydra.sweep.dir={sweep}",
-        ],
+    result = run_train(
+        "-m",
+        "seed=1,2",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *tiny_demo_overrides(demo_root),
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        f"hydra.sweep.dir={sweep}",
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=900,
     )
     children = "".join(p.read_text()[-1500:] for p in sweep.glob("*/train_ddp_process_*.log"))
     assert result.returncode == 0, result.stderr[-3000:] + children
