@@ -77,10 +77,7 @@ class VideoClipReader:
 
     def placeholder(self) -> torch.Tensor:
         """Black clips standing in for an unreadable video in evaluation (see ``read_or_mark``)."""
-        s = self.sampling
-        return torch.zeros(
-            s.n_clips, s.num_frames, 3, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, dtype=torch.uint8
-        )
+        return black_frames(self.sampling.n_clips, self.sampling.num_frames)
 
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
@@ -98,7 +95,7 @@ class ImageReader:
         self.store = store
 
     def placeholder(self) -> torch.Tensor:
-        return torch.zeros(1, 1, 3, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, dtype=torch.uint8)
+        return black_frames(1, 1)
 
     def __call__(self, image_id: str) -> torch.Tensor:
         try:
@@ -106,6 +103,12 @@ class ImageReader:
         except DecodeError as err:
             raise DecodeError(f"image '{image_id}' in {self.store.path}: {err}") from err
         return image.unsqueeze(0)
+
+
+def black_frames(n_clips: int, num_frames: int) -> torch.Tensor:
+    """uint8 (n_clips, num_frames, 3, 32, 32) zeros, laid out channels-last like decoded frames."""
+    shape = (n_clips, num_frames, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3)
+    return torch.zeros(shape, dtype=torch.uint8).movedim(-1, -3)
 
 
 def read_or_mark(

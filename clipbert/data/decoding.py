@@ -5,6 +5,10 @@ A decoder first reports the video's frame count and frame rate, lets the caller 
 indices from them (see :mod:`clipbert.data.sampling`), then decodes just those frames.
 Every failure of the underlying library surfaces as :class:`DecodeError`, so datasets can skip
 a broken sample with one ``except``.
+
+Frames come back shaped (N, 3, H, W) but laid out channels-last in memory, as the libraries
+decode them: the copy into planar layout would cost a loader worker about as much as decoding
+does at 1080p, while the model's device does it for free (or never: the CNN runs channels-last).
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ class VideoDecoder(abc.ABC):
 
     @abc.abstractmethod
     def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
-        """Decode the frames that ``select`` picks, as uint8 RGB ``(len(indices), 3, H, W)``."""
+        """Decode the frames that ``select`` picks, as uint8 RGB ``(len(indices), 3, H, W)``
+        (channels-last strides)."""
 
 
 class IndexedDecoder(VideoDecoder):
@@ -135,8 +140,9 @@ class DecordDecoder(IndexedDecoder):
         return reader, VideoInfo(num_frames=len(reader), fps=float(reader.get_avg_fps()))
 
     def _decode(self, handle: Any, indices: list[int]) -> torch.Tensor:
-        batch = handle.get_batch(indices).asnumpy()  # (N, H, W, 3) uint8 RGB
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        # (N, H, W, 3) uint8 RGB, handed over without a copy (asnumpy() would copy it)
+        batch = torch.utils.dlpack.from_dlpack(handle.get_batch(indices).to_dlpack())
+        return batch.permute(0, 3, 1, 2)
 
     def __repr__(self) -> str:
         return f"DecordDecoder(num_threads={self.num_threads})"
@@ -192,7 +198,7 @@ class PyAVDecoder(IndexedDecoder):
         for index in indices:  # sorted: a missing index takes the last frame before it
             previous = frames.get(index, previous)
             rows.append(previous if previous is not None else frames[min(frames)])
-        return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2).contiguous()
+        return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2)
 
     def __repr__(self) -> str:
         return f"PyAVDecoder(num_threads={self.num_threads})"
@@ -321,7 +327,8 @@ def build_decoder(
 
 
 def decode_image(data: bytes) -> torch.Tensor:
-    """Decode image bytes to uint8 RGB ``(1, 3, H, W)``, upright as the EXIF tag says.
+    """Decode image bytes to uint8 RGB ``(1, 3, H, W)`` (channels-last strides), upright as the
+    EXIF tag says.
 
     Grayscale, palette and alpha images become 3-channel RGB; alpha is dropped (as OpenCV's
     colour read in the original's store builder does), not blended.
@@ -333,7 +340,7 @@ def decode_image(data: bytes) -> torch.Tensor:
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, ...
         raise DecodeError(f"could not decode image: {type(exc).__name__}: {exc}") from exc
     array = np.array(rgb, dtype=np.uint8)  # (H, W, 3), a writable copy
-    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0).contiguous()
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(0)
 
 
 def _last_line(exc: BaseException) -> str:

@@ -5,6 +5,8 @@ resizes in float and keeps the float result; rounding it back to uint8 moves a p
 0.5 and the logits by about 1e-2, far outside parity. So loaders ship decoded frames as uint8
 at their own size (stacked when a batch shares one size, else ragged, usually fewer bytes than
 the resized square) and ``resize_pad_batch`` runs the exact float transform on the model's device.
+Frames stay channels-last in memory (as decoders write them) from the decoder to the CNN; the
+transform gives the same values for either layout.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ def batch_frames(frames: Sequence[Tensor]) -> Tensor | tuple[Tensor, ...]:
     would copy hundreds of MB of zeros per batch (``resize_pad_batch`` takes both forms)."""
     first = frames[0].shape
     if all(f.shape == first for f in frames):
-        return torch.stack(list(frames))
+        return torch.stack(list(frames))  # keeps the frames' layout
     return tuple(frames)
 
 
@@ -57,7 +59,8 @@ def resize_pad_batch(frames: Tensor | Sequence[Tensor], image_size: int) -> Tens
     if isinstance(frames, Tensor):
         return resize_pad(frames, image_size)
     lead = frames[0].shape[:-3]
-    out = frames[0].new_empty((len(frames), *lead, 3, image_size, image_size), dtype=torch.float32)
+    out = frames[0].new_empty((len(frames), *lead, image_size, image_size, 3), dtype=torch.float32)
+    out = out.movedim(-1, -3)  # channels-last, as resize_pad returns for decoded frames
     groups: dict[tuple[int, ...], list[int]] = {}
     for index, video in enumerate(frames):
         groups.setdefault(tuple(video.shape), []).append(index)

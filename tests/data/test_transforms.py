@@ -82,6 +82,28 @@ def test_matches_the_original_image_resize_and_pad() -> None:
     case = torch.load(FIXTURES / "inputs.pt", weights_only=True)["qa_224_pipeline"]
     out = resize_pad_batch(batch_frames(case["raw_frames"]), case["max_img_size"])
     assert torch.equal(out, case["frames_resized_padded"])
+    decoded_layout = [_channels_last(video) for video in case["raw_frames"]]
+    out = resize_pad_batch(batch_frames(decoded_layout), case["max_img_size"])
+    assert torch.equal(out, case["frames_resized_padded"])
+
+
+def _channels_last(frames: torch.Tensor) -> torch.Tensor:
+    """The same values laid out as decoders write them (channels innermost)."""
+    return frames.movedim(-3, -1).contiguous().movedim(-1, -3)
+
+
+@pytest.mark.parametrize("sizes", [[(30, 40)] * 3, [(30, 40), (50, 20), (30, 40)]])
+def test_decoded_layout_stays_channels_last_and_resizes_to_the_same_values(sizes) -> None:
+    """Batching keeps channels-last frames so (no transposing copy), and the float transform
+    gives the planar layout's values exactly."""
+    planar = [_random_frames(2, h, w) for h, w in sizes]
+    decoded = [_channels_last(video) for video in planar]
+    batch = batch_frames(decoded)
+    for frames in [batch.flatten(0, 1)] if isinstance(batch, torch.Tensor) else batch:
+        assert frames.is_contiguous(memory_format=torch.channels_last)
+    out = resize_pad_batch(batch, 64)
+    assert torch.equal(out, resize_pad_batch(batch_frames(planar), 64))
+    assert out.flatten(0, 1).is_contiguous(memory_format=torch.channels_last)
 
 
 def test_resize_pad_on_decoded_frames() -> None:
