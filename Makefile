@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_RUN ?= outputs/demo_video_qa/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: demo test test-slow lint venv clean-demo
+.PHONY: demo test test-slow lint bench venv clean-demo
 
 venv: $(VENV_STAMP)
 
@@ -33,6 +33,14 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -m slow
+
+# Speed and memory on this machine (about 10 minutes on 2 cores); each script appends its table,
+# the date, the machine and the command to benchmarks/RESULTS.md.
+bench: venv
+	$(PY) benchmarks/train_step.py --precision fp32 bf16
+	$(PY) benchmarks/train_step.py --image-size 224 --n-clips 8 --order batched original
+	$(PY) benchmarks/inference.py --n-clips 1 4 16
+	$(PY) benchmarks/loader.py --rounds 3
 
 lint: venv
 	$(PY) -m ruff check .

@@ -33,6 +33,7 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
+from common import record
 from torch.utils.data import DataLoader
 
 from clipbert.data.collate import collate_videos
@@ -183,20 +184,21 @@ def measure(
     return result
 
 
-def print_table(results: dict) -> None:
-    print(
-        "\n| setting | corpus | loader videos/s | + resize on CPU | raw decode | PyAV, all frames "
-        "| loader/raw | loader/PyAV |"
-    )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+def table(results: dict) -> list[str]:
+    lines = [
+        "| setting | corpus | loader videos/s | + resize on CPU | raw decode | PyAV, all frames "
+        "| loader/raw | loader/PyAV |",
+        "|" + " --- |" * 8,
+    ]
     for name, result in results.items():
         for part, r in {"all": result, **result["parts"]}.items():
-            print(
+            lines.append(
                 f"| {name} | {part} | {r['videos_per_s']:.2f} | "
                 f"{r['resized_on_cpu_videos_per_s']:.2f} | {r['raw_decode_videos_per_s']:.2f} | "
                 f"{r['pyav_full_videos_per_s']:.2f} | {r['ratio_to_raw']:.2f} | "
                 f"{r['ratio_to_pyav_full']:.2f} |"
             )
+    return lines
 
 
 def main() -> None:
@@ -208,6 +210,7 @@ def main() -> None:
     parser.add_argument("--media", type=Path, default=MEDIA)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (resize)")
     parser.add_argument("--json", type=Path, help="write the figures here")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -216,9 +219,12 @@ def main() -> None:
         sizes = ", ".join(f"{len(keys)} {part}" for part, keys in parts.items())
         print(f"{sum(map(len, parts.values()))} videos ({sizes})")
         results = {name: measure(store, parts, s, args) for name, s in SETTINGS.items()}
-    print_table(results)
+    lines = table(results)
+    print("\n" + "\n".join(lines))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.no_record:
+        record(f"Loader, {sizes}, batch {args.batch}", torch.device("cpu"), lines)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
 PIXEL_STD_RGB = (1.0, 1.0, 1.0)
+CLIP_ORDERS = ("batched", "original")
 
 
 class ClipBertBackbone(nn.Module):
@@ -27,9 +28,12 @@ class ClipBertBackbone(nn.Module):
 
     Differences from the original's control flow that do not change numbers: all clips go
     through the CNN as one batch and through BERT as one batch of sequences (the original runs
-    one full forward per clip), and the CNN runs once per video however many texts share it.
+    one full forward per clip; ``clip_order="original"`` does that too, to compare speed and
+    memory in one run), and the CNN runs once per video however many texts share it.
     Everything after the CNN is computed per (text, clip) pair, so dropout draws independent
-    masks per pair exactly as the original's per-clip forwards do.
+    masks per pair exactly as the original's per-clip forwards do. Without autograd (inference)
+    the CNN takes at most ``eval_frames_per_pass`` frames at a time, so memory does not grow
+    with the number of clips.
     """
 
     def __init__(
@@ -41,8 +45,14 @@ class ClipBertBackbone(nn.Module):
         max_grid_size: int = 100,
         pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
         pixel_std: Sequence[float] = PIXEL_STD_RGB,
+        clip_order: str = "batched",
+        eval_frames_per_pass: int = 16,
     ) -> None:
         super().__init__()
+        if clip_order not in CLIP_ORDERS:
+            raise ValueError(f"clip_order must be one of {CLIP_ORDERS}, got {clip_order!r}")
+        if eval_frames_per_pass < 1:
+            raise ValueError(f"eval_frames_per_pass must be >= 1, got {eval_frames_per_pass}")
         if bert.pooler is None:
             raise ValueError("ClipBERT pools the text [CLS]: build BertModel with its pooler")
         config = bert.config
@@ -62,6 +72,8 @@ class ClipBertBackbone(nn.Module):
         # RGB, 0-255 scale: (x - mean) / std, no /255, as the original's data pipeline does.
         self.register_buffer("pixel_mean", _channel_vector(pixel_mean), persistent=False)
         self.register_buffer("pixel_std", _channel_vector(pixel_std), persistent=False)
+        self.clip_order = clip_order
+        self.eval_frames_per_pass = eval_frames_per_pass
 
     @property
     def hidden_size(self) -> int:
@@ -73,11 +85,18 @@ class ClipBertBackbone(nn.Module):
         Normalisation happens here, on the model's device, so loaders can ship uint8.
         """
         lead = frames.shape[:-3]
-        # The CNN was trained on BGR input; flipping before the cast moves 1 byte per pixel.
-        x = frames.reshape(-1, *frames.shape[-3:]).flip(1).float()
-        x = (x - self.pixel_mean.flip(0)) / self.pixel_std.flip(0)
-        grid = self.grid_encoder(self.cnn(x.to(self.cnn.conv1.weight.dtype)))
+        flat = frames.reshape(-1, *frames.shape[-3:])
+        if torch.is_grad_enabled():
+            grid = self._cnn_grid(flat)
+        else:
+            grid = torch.cat([self._cnn_grid(c) for c in flat.split(self.eval_frames_per_pass)])
         return grid.permute(0, 2, 3, 1).reshape(*lead, *grid.shape[2:], grid.shape[1])
+
+    def _cnn_grid(self, frames: Tensor) -> Tensor:
+        """(F, 3, S, S) RGB 0-255 -> CNN grid (F, H, h, w)."""
+        # The CNN was trained on BGR input; flipping before the cast moves 1 byte per pixel.
+        x = (frames.flip(1).float() - self.pixel_mean.flip(0)) / self.pixel_std.flip(0)
+        return self.grid_encoder(self.cnn(x.to(self.cnn.conv1.weight.dtype)))
 
     def encode(
         self,
@@ -92,6 +111,12 @@ class ClipBertBackbone(nn.Module):
         attention_mask (E, L). visual_index (E,) gives each text's video; None pairs text i
         with video i. Each text is paired with each of its video's N clips.
         """
+        if self.clip_order == "original":  # one whole forward per clip, as the original
+            clips = [
+                self.encode_grid(self.encode_frames(clip), input_ids, attention_mask, visual_index)
+                for clip in frames.split(1, dim=1)
+            ]
+            return torch.cat(clips, dim=1)
         return self.encode_grid(self.encode_frames(frames), input_ids, attention_mask, visual_index)
 
     def encode_grid(
@@ -207,6 +232,8 @@ def build_backbone(
     random_token_sampling: int = 0,
     pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
+    clip_order: str = "batched",
+    eval_frames_per_pass: int = 16,
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
     ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
@@ -231,4 +258,6 @@ def build_backbone(
         random_token_sampling=random_token_sampling,
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
+        clip_order=clip_order,
+        eval_frames_per_pass=eval_frames_per_pass,
     )

@@ -136,6 +136,34 @@ class ClipBertTask(pl.LightningModule):
             batch_size=1,
         )
 
+    def configure_gradient_clipping(
+        self,
+        optimizer: Optimizer,
+        gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's clipping, also for a fused optimizer (one kernel steps every parameter).
+
+        Lightning refuses to clip for a fused optimizer because under fp16 the fused step
+        unscales the gradients itself, so they are still scaled when clipping runs. In fp32 and
+        bf16 nothing is scaled and clipping the gradients directly is exact.
+        """
+        if not gradient_clip_val or not getattr(optimizer, "_step_supports_amp_scaling", False):
+            self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        precision = str(self.trainer.precision)
+        if precision.startswith("16") or "FSDP" in type(self.trainer.strategy).__name__:
+            raise ValueError(
+                f"gradient clipping with a fused optimizer does not work with precision "
+                f"{precision} and strategy {type(self.trainer.strategy).__name__}; set "
+                "task.module.optimizer.fused=false (or trainer.gradient_clip_val=null)"
+            )
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if gradient_clip_algorithm == "value":
+            nn.utils.clip_grad_value_(params, gradient_clip_val)
+        else:
+            nn.utils.clip_grad_norm_(params, gradient_clip_val)
+
     def configure_optimizers(self) -> dict:
         groups = parameter_groups(
             self.named_parameters(), cnn_lr=self.cnn_lr, cnn_weight_decay=self.cnn_weight_decay

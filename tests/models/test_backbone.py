@@ -86,6 +86,41 @@ def test_batched_clips_equal_one_clip_at_a_time(backbone: ClipBertBackbone) -> N
     torch.testing.assert_close(batched, torch.cat(per_clip, dim=1), rtol=0, atol=1e-5)
 
 
+def test_original_clip_order_gives_the_batched_outputs() -> None:
+    """``clip_order="original"`` (one whole forward per clip) is a speed comparison only."""
+    video = frames(2, 3)
+    ids, mask = texts(3)
+    index = torch.tensor([0, 1, 1])
+    with torch.no_grad():
+        batched = tiny_backbone()(video, ids, mask, index)
+        original = tiny_backbone(clip_order="original")(video, ids, mask, index)
+    torch.testing.assert_close(original, batched, rtol=0, atol=1e-5)
+
+
+def test_inference_runs_the_cnn_in_chunks_with_the_same_result() -> None:
+    video = frames(2, 3, size=64)  # 12 frames
+    whole = tiny_backbone(eval_frames_per_pass=12)
+    chunked = tiny_backbone(eval_frames_per_pass=5)
+    calls = []
+    chunked.cnn.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            chunked.encode_frames(video), whole.encode_frames(video), rtol=0, atol=1e-5
+        )
+    assert calls == [5, 5, 2]
+    calls.clear()
+    chunked.encode_frames(video)  # with autograd (training) one pass keeps one graph
+    assert calls == [12]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("clip_order", "sequential"), ("eval_frames_per_pass", 0)]
+)
+def test_bad_backbone_options_are_refused(option: str, value: object) -> None:
+    with pytest.raises(ValueError, match=option):
+        tiny_backbone(**{option: value})
+
+
 def test_texts_sharing_a_video_equal_repeating_the_video(backbone: ClipBertBackbone) -> None:
     video = frames(2, 2)
     ids, mask = texts(3)

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from clipbert.models.resnet import Bottleneck, ResNet, resnet50
+from clipbert.models.resnet import Bottleneck, ResNet, conv_norm, resnet50
 
 
 def tiny_resnet(**kwargs) -> ResNet:
@@ -123,3 +123,28 @@ def test_batch_norm_option_for_training_from_scratch() -> None:
 def test_unknown_norm_names_the_config_key() -> None:
     with pytest.raises(ValueError, match="model.cnn.norm"):
         ResNet(norm="group_norm")
+
+
+def test_frozen_bn_folded_into_the_conv_is_the_same_function_and_gradient() -> None:
+    """``conv_norm`` folds a frozen BatchNorm into the conv; values and the conv weight's
+    gradient equal BatchNorm applied after the conv."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(4, 6, 3, stride=2, padding=1, bias=False)
+    norm = FrozenBatchNorm2d(6, eps=1e-5)
+    for name in ("weight", "bias", "running_mean"):
+        getattr(norm, name).normal_()
+    norm.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 4, 16, 16)
+    folded = conv_norm(conv, norm, x)
+    (folded_grad,) = torch.autograd.grad(folded.square().sum(), conv.weight)
+    separate = norm(conv(x))
+    (separate_grad,) = torch.autograd.grad(separate.square().sum(), conv.weight)
+    torch.testing.assert_close(folded, separate, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(folded_grad, separate_grad, rtol=1e-4, atol=1e-4)
+
+
+def test_frozen_bn_keeps_bf16_activations_under_autocast() -> None:
+    """The fp32 BatchNorm buffers must not promote bf16 activations back to fp32."""
+    net = tiny_resnet()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net(torch.randn(1, 3, 64, 64)).dtype == torch.bfloat16

@@ -1,13 +1,18 @@
-"""Clip aggregation, the original's lse loss, optimizer groups and the lr schedule."""
+"""Clip aggregation, the original's lse loss, optimizer groups, the lr schedule, clipping."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
 
 from clipbert.tasks.base import (
+    ClipBertTask,
     aggregate_clip_logits,
     parameter_groups,
     warmup_linear_decay,
@@ -78,3 +83,58 @@ def test_parameter_groups_follow_the_original_rules() -> None:
     assert len(by_name["transformer_no_decay"]["params"]) == 4  # biases + LayerNorm weight/bias
     total = sum(len(g["params"]) for g in groups)
     assert total == 2 + 1 + 2 + 4  # the frozen layer is left out
+
+
+class SteepTask(ClipBertTask):
+    """A linear "backbone" with a steep loss; records the gradient norm the optimizer steps on."""
+
+    def __init__(self, fused: bool) -> None:
+        optimizer = partial(torch.optim.AdamW, lr=1e-3, fused=fused)
+        super().__init__(nn.Linear(4, 1), optimizer=optimizer, cnn_lr=1e-3, cnn_weight_decay=0.0)
+        self.stepped_norms: list[float] = []
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:  # no loader bookkeeping here
+        pass
+
+    def training_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return 1000.0 * self.backbone(batch[0]).square().mean()
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)  # the closure runs backward and clipping first
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        self.stepped_norms.append(
+            float(
+                torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+            )
+        )
+
+
+def _fit(task: SteepTask, precision: str) -> None:
+    data = DataLoader(TensorDataset(torch.randn(8, 4) * 10), batch_size=4)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        max_steps=2,
+        precision=precision,
+        gradient_clip_val=0.5,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(task, data)
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_gradients_are_clipped_with_fused_and_plain_optimizers(precision: str, fused: bool) -> None:
+    task = SteepTask(fused)
+    _fit(task, precision)
+    assert len(task.stepped_norms) == 2
+    assert all(norm <= 0.5 + 1e-4 for norm in task.stepped_norms), task.stepped_norms
+
+
+def test_fused_optimizer_with_fp16_scaling_is_refused_with_advice() -> None:
+    if not torch.cuda.is_available():
+        pytest.skip("16-mixed (a gradient scaler) needs a GPU")
+    with pytest.raises(ValueError, match="optimizer.fused=false"):
+        _fit(SteepTask(fused=True), "16-mixed")

@@ -1,0 +1,143 @@
+"""What the model benchmarks share: the full-size model and its inputs, the machine's GEMM
+peak, a description of the machine, and the table they print and record in RESULTS.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from clipbert.cli import CONFIG_DIR
+from clipbert.cli.train import build_backbone
+from clipbert.data.collate import VideoQABatch
+from clipbert.tasks.video_qa import VideoQATask
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+VOCAB_SIZE = 30522  # bert-base-uncased
+SOURCE_SIZE = (240, 320)  # MSRVTT's frame size; the device resizes to image_size as in training
+
+
+def full_size_task(clip_order: str = "batched") -> VideoQATask:
+    """MSRVTT-QA's module as ``train.py task=msrvtt_qa`` composes it (ResNet-50 + BERT-base,
+    1500 answers, lse over clips), randomly initialised: speed does not depend on weights."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
+        cfg = compose("train", overrides=["task=msrvtt_qa", f"model.clip_order={clip_order}"])
+    backbone = build_backbone(cfg.model, vocab_size=VOCAB_SIZE)
+    answers = [f"answer_{i}" for i in range(1500)]
+    return instantiate(cfg.task.module, backbone=backbone, answer_vocabulary=answers)
+
+
+def video_qa_batch(
+    batch: int, n_clips: int, num_frames: int, text_len: int, device: torch.device
+) -> VideoQABatch:
+    """One question per video, uint8 frames laid out as the decoders give them (channels-last),
+    at MSRVTT's 320x240; seeded, so every setting sees the same numbers."""
+    generator = torch.Generator().manual_seed(0)
+    height, width = SOURCE_SIZE
+    frames = torch.randint(
+        0, 256, (batch, n_clips, num_frames, height, width, 3), generator=generator
+    ).to(torch.uint8)
+    return VideoQABatch(
+        frames=frames.movedim(-1, -3).to(device),
+        input_ids=torch.randint(1000, VOCAB_SIZE, (batch, text_len), generator=generator).to(
+            device
+        ),
+        attention_mask=torch.ones(batch, text_len, dtype=torch.long, device=device),
+        visual_index=torch.arange(batch, device=device),
+        labels=torch.randint(0, 1500, (batch,), generator=generator).to(device),
+    )
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(
+    run: Callable[[], object], repeats: int, warmup: int, device: torch.device
+) -> float:
+    """Median wall time of ``run`` over ``repeats`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        began = time.perf_counter()
+        run()
+        synchronize(device)
+        times.append(time.perf_counter() - began)
+    return statistics.median(times)
+
+
+def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> float:
+    """FLOP/s of a dense square matrix product in ``dtype`` (2048 on a CPU, 8192 on a GPU,
+    which 2048 does not fill): the machine's practical compute peak, measured in the same
+    process as the model it is compared with."""
+    size = 8192 if device.type == "cuda" else 2048
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
+    seconds = median_seconds(lambda: a @ b, repeats=10, warmup=3, device=device)
+    return 2 * size**3 / seconds
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """The process's peak resident set (CPU) or peak allocated device memory (GPU), MiB."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def machine(device: torch.device) -> str:
+    """One line naming the hardware and the software versions the figures depend on."""
+    if device.type == "cuda":
+        where = torch.cuda.get_device_name(device)
+    else:
+        cpu = next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor() or "CPU",
+        )
+        where = f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads"
+    return f"{where}; torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> list[str]:
+    """``columns`` maps row keys to headers; floats print with 3 significant digits."""
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+        return str(value)
+
+    lines = ["| " + " | ".join(columns.values()) + " |", "|" + " --- |" * len(columns)]
+    lines += ["| " + " | ".join(cell(row[key]) for key in columns) + " |" for row in rows]
+    return lines
+
+
+def record(title: str, device: torch.device, table: list[str], path: Path = RESULTS) -> None:
+    """Append the table to RESULTS.md with the date, the machine and the command."""
+    command = " ".join(shlex.quote(arg) for arg in [Path(sys.executable).name, *sys.argv])
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    section = [
+        f"\n### {title} ({stamp})\n",
+        f"Machine: {machine(device)}. Command: `{command}`\n",
+        *table,
+    ]
+    with path.open("a") as results:
+        results.write("\n".join(section) + "\n")
+    print(f"appended to {path}")

@@ -1,0 +1,113 @@
+"""Multi-clip inference: videos/s and peak memory of the full-size model for 1, 4 and 16 clips.
+
+Each video (320x240 uint8 frames, as MSRVTT's) is resized to ``image_size`` on the device and
+answered (MSRVTT-QA's module: ResNet-50 + BERT-base, 1500 answers, one 20-token question),
+under ``torch.inference_mode``. Every setting runs in a fresh process so that its peak memory
+(resident set on the CPU, allocated memory on a GPU) is its own; ``memory_vs_1_clip`` compares
+it with the one-clip setting of the same precision, order and batch. ``--order original`` runs
+the clips one after another through the whole model, as the original does.
+
+    .venv/bin/python benchmarks/inference.py
+    .venv/bin/python benchmarks/inference.py --precision bf16 --order batched original
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+from pathlib import Path
+
+import torch
+from common import (
+    full_size_task,
+    machine,
+    markdown_table,
+    median_seconds,
+    peak_memory_mb,
+    record,
+    video_qa_batch,
+)
+
+COLUMNS = {
+    "precision": "precision",
+    "order": "clip order",
+    "n_clips": "clips",
+    "num_frames": "frames",
+    "batch": "videos per batch",
+    "videos_per_s": "videos/s",
+    "peak_memory_mb": "peak memory MiB",
+    "memory_vs_1_clip": "memory / 1 clip",
+}
+
+
+def measure(setting: dict, args: argparse.Namespace) -> dict:
+    """Time one setting (runs in its own process)."""
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    task = full_size_task(setting["order"]).to(device).eval()
+    batch = video_qa_batch(
+        setting["batch"], setting["n_clips"], setting["num_frames"], args.text_len, device
+    )
+
+    @torch.inference_mode()
+    def answer() -> torch.Tensor:
+        resized = batch.resized(args.image_size)
+        with torch.autocast(device.type, torch.bfloat16, enabled=setting["precision"] == "bf16"):
+            return task(resized).argmax(-1)
+
+    seconds = median_seconds(answer, repeats=args.repeats, warmup=1, device=device)
+    return {
+        **setting,
+        "image_size": args.image_size,
+        "videos_per_s": setting["batch"] / seconds,
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-clips", nargs="+", type=int, default=[1, 4, 16])
+    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
+    parser.add_argument("--num-frames", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=1, help="videos per forward")
+    parser.add_argument("--image-size", type=int, default=448)
+    parser.add_argument("--text-len", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3, help="timed forwards (median)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+
+    keys = ("precision", "order", "n_clips")
+    settings = [
+        {**dict(zip(keys, combo, strict=True)), "num_frames": args.num_frames, "batch": args.batch}
+        for combo in itertools.product(args.precision, args.order, sorted(args.n_clips))
+    ]
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for setting in settings:
+        with context.Pool(1) as pool:
+            row = pool.apply(measure, (setting, args))
+        same = ("precision", "order")
+        one_clip = next(
+            (r for r in rows if r["n_clips"] == 1 and all(r[k] == row[k] for k in same)), row
+        )
+        row["memory_vs_1_clip"] = row["peak_memory_mb"] / one_clip["peak_memory_mb"]
+        rows.append(row)
+        print(markdown_table([row], COLUMNS)[-1], flush=True)
+    table = markdown_table(rows, COLUMNS)
+    print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.no_record:
+        record(f"Inference at {args.image_size} px", torch.device(args.device), table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""One full-size ClipBERT training step: time, peak memory, FLOPs and utilization of the GEMM peak.
+
+The step is what a training batch costs after the loader: resize the uint8 frames (320x240, as
+MSRVTT's) to ``image_size`` on the device, forward, loss, backward, gradient clipping at 5.0 and
+an AdamW step, on MSRVTT-QA's module (ResNet-50 + BERT-base, 1500 answers) with a 20-token
+question per video. Model FLOPs (forward + backward) come from ``torch.utils.flop_counter``;
+utilization = FLOPs / (step time x the measured peak of a dense matrix product in the same
+precision, in the same process, just before the step).
+
+Every combination of the options is one setting, run in a fresh process so that its peak
+memory is its own. ``--order original`` runs the clips one after another through the whole
+model, as the original does, for comparison with our batched pass.
+
+    .venv/bin/python benchmarks/train_step.py --precision fp32 bf16
+    .venv/bin/python benchmarks/train_step.py --n-clips 8 --order batched original --image-size 224
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import multiprocessing
+from pathlib import Path
+
+import torch
+from common import (
+    full_size_task,
+    gemm_peak_flops,
+    machine,
+    markdown_table,
+    median_seconds,
+    peak_memory_mb,
+    record,
+    video_qa_batch,
+)
+from torch.utils.flop_counter import FlopCounterMode
+
+from clipbert.tasks.base import parameter_groups
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+COLUMNS = {
+    "precision": "precision",
+    "order": "clip order",
+    "image_size": "image size",
+    "n_clips": "clips",
+    "num_frames": "frames",
+    "batch": "batch",
+    "median_s": "median s/step",
+    "tflop_per_step": "TFLOP/step",
+    "gemm_peak_gflops": "GEMM peak GFLOP/s",
+    "utilization": "utilization",
+    "peak_memory_mb": "peak memory MiB",
+}
+
+
+def measure(setting: dict, args: argparse.Namespace) -> dict:
+    """Time one setting (runs in its own process)."""
+    torch.manual_seed(0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    precision = setting["precision"]
+    peak = gemm_peak_flops(PRECISIONS[precision], device)
+    task = full_size_task(setting["order"]).to(device).train()
+    groups = parameter_groups(
+        task.named_parameters(), cnn_lr=task.cnn_lr, cnn_weight_decay=task.cnn_weight_decay
+    )
+    optimizer = task.optimizer_factory(groups)
+    batch = video_qa_batch(
+        setting["batch"], setting["n_clips"], setting["num_frames"], args.text_len, device
+    )
+    if args.planar_frames:
+        batch.frames = batch.frames.contiguous()
+    forward = torch.compile(task) if args.compile else task
+
+    def loss() -> torch.Tensor:
+        resized = batch.resized(setting["image_size"])  # as on_after_batch_transfer does
+        with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+            return task._loss(forward(resized), task.targets(resized))
+
+    def step() -> None:
+        loss().backward()
+        torch.nn.utils.clip_grad_norm_(task.parameters(), 5.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    seconds = median_seconds(step, repeats=args.steps, warmup=args.warmup, device=device)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss().backward()
+    optimizer.zero_grad(set_to_none=True)
+    flops = counter.get_total_flops()
+    return {
+        **setting,
+        "median_s": seconds,
+        "tflop_per_step": flops / 1e12,
+        "gemm_peak_gflops": peak / 1e9,
+        "utilization": flops / (seconds * peak),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+
+
+def settings(args: argparse.Namespace) -> list[dict]:
+    keys = ("precision", "order", "image_size", "n_clips", "num_frames", "batch")
+    values = [getattr(args, key) for key in keys]
+    return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"])
+    parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
+    parser.add_argument("--image-size", nargs="+", type=int, default=[448])
+    parser.add_argument("--n-clips", nargs="+", type=int, default=[1])
+    parser.add_argument("--num-frames", nargs="+", type=int, default=[2])
+    parser.add_argument("--batch", nargs="+", type=int, default=[2])
+    parser.add_argument("--text-len", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=5, help="timed steps (median)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
+    parser.add_argument(
+        "--planar-frames",
+        action="store_true",
+        help="frames in planar (NCHW) memory instead of the decoders' channels-last",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the module")
+    parser.add_argument("--json", type=Path, help="write the rows here")
+    parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    args = parser.parse_args()
+
+    rows = []
+    context = multiprocessing.get_context("spawn")
+    for setting in settings(args):
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(measure, (setting, args)))
+        print(markdown_table(rows[-1:], COLUMNS)[-1], flush=True)
+    table = markdown_table(rows, COLUMNS)
+    print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.no_record:
+        record("Training step", torch.device(args.device), table)
+
+
+if __name__ == "__main__":
+    main()
