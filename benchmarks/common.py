@@ -4,6 +4,7 @@ peak, a description of the machine, and the table they print and record in RESUL
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import os
 import platform
 import shlex
@@ -20,21 +21,23 @@ from hydra.utils import instantiate
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.train import build_backbone
 from clipbert.data.collate import VideoQABatch
-from clipbert.tasks.video_qa import VideoQATask
+from clipbert.tasks.base import ClipBertTask
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 VOCAB_SIZE = 30522  # bert-base-uncased
 SOURCE_SIZE = (240, 320)  # MSRVTT's frame size; the device resizes to image_size as in training
 
 
-def full_size_task(clip_order: str = "batched") -> VideoQATask:
-    """MSRVTT-QA's module as ``train.py task=msrvtt_qa`` composes it (ResNet-50 + BERT-base,
-    1500 answers, lse over clips), randomly initialised: speed does not depend on weights."""
+def full_size_task(clip_order: str = "batched", task: str = "msrvtt_qa") -> ClipBertTask:
+    """The module ``train.py task=...`` composes (ResNet-50 + BERT-base; for MSRVTT-QA 1500
+    answers and lse over clips), randomly initialised: speed does not depend on weights."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        cfg = compose("train", overrides=["task=msrvtt_qa", f"model.clip_order={clip_order}"])
+        cfg = compose("train", overrides=[f"task={task}", f"model.clip_order={clip_order}"])
     backbone = build_backbone(cfg.model, vocab_size=VOCAB_SIZE)
-    answers = [f"answer_{i}" for i in range(1500)]
-    return instantiate(cfg.task.module, backbone=backbone, answer_vocabulary=answers)
+    data = {}
+    if cfg.task.module._target_.endswith(".VideoQATask"):
+        data["answer_vocabulary"] = [f"answer_{i}" for i in range(1500)]
+    return instantiate(cfg.task.module, backbone=backbone, **data)
 
 
 def video_qa_batch(
@@ -56,6 +59,17 @@ def video_qa_batch(
         visual_index=torch.arange(batch, device=device),
         labels=torch.randint(0, 1500, (batch,), generator=generator).to(device),
     )
+
+
+def run_isolated(measure: Callable[..., dict], settings: Sequence[dict], *args: object) -> list:
+    """``measure(setting, *args)`` for each setting, each in a fresh process (so that peak
+    memory is the setting's own)."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for setting in settings:
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(measure, (setting, *args)))
+    return rows
 
 
 def synchronize(device: torch.device) -> None:

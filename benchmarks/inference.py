@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
 from pathlib import Path
 
 import torch
@@ -27,6 +26,7 @@ from common import (
     median_seconds,
     peak_memory_mb,
     record,
+    run_isolated,
     video_qa_batch,
 )
 
@@ -89,18 +89,13 @@ def main() -> None:
         {**dict(zip(keys, combo, strict=True)), "num_frames": args.num_frames, "batch": args.batch}
         for combo in itertools.product(args.precision, args.order, sorted(args.n_clips))
     ]
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    for setting in settings:
-        with context.Pool(1) as pool:
-            row = pool.apply(measure, (setting, args))
+    rows = run_isolated(measure, settings, args)
+    for row in rows:
         same = ("precision", "order")
         one_clip = next(
             (r for r in rows if r["n_clips"] == 1 and all(r[k] == row[k] for k in same)), row
         )
         row["memory_vs_1_clip"] = row["peak_memory_mb"] / one_clip["peak_memory_mb"]
-        rows.append(row)
-        print(markdown_table([row], COLUMNS)[-1], flush=True)
     table = markdown_table(rows, COLUMNS)
     print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
     if args.json:

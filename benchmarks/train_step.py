@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import multiprocessing
+import statistics
 from pathlib import Path
 
 import torch
@@ -32,6 +32,7 @@ from common import (
     median_seconds,
     peak_memory_mb,
     record,
+    run_isolated,
     video_qa_batch,
 )
 from torch.utils.flop_counter import FlopCounterMode
@@ -101,6 +102,17 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     }
 
 
+def combine(measured: list[dict]) -> dict:
+    """One row from a setting's rounds: median time and GEMM peak, the largest memory."""
+    row = dict(measured[0])
+    row["median_s"] = statistics.median(r["median_s"] for r in measured)
+    row["gemm_peak_gflops"] = statistics.median(r["gemm_peak_gflops"] for r in measured)
+    row["utilization"] = row["tflop_per_step"] * 1e3 / (row["median_s"] * row["gemm_peak_gflops"])
+    row["peak_memory_mb"] = max(r["peak_memory_mb"] for r in measured)
+    row["rounds"] = len(measured)
+    return row
+
+
 def settings(args: argparse.Namespace) -> list[dict]:
     keys = ("precision", "order", "image_size", "n_clips", "num_frames", "batch")
     values = [getattr(args, key) for key in keys]
@@ -118,6 +130,7 @@ def main() -> None:
     parser.add_argument("--text-len", type=int, default=20)
     parser.add_argument("--steps", type=int, default=5, help="timed steps (median)")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1, help="each setting this many times")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument(
@@ -130,12 +143,11 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
 
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    for setting in settings(args):
-        with context.Pool(1) as pool:
-            rows.append(pool.apply(measure, (setting, args)))
-        print(markdown_table(rows[-1:], COLUMNS)[-1], flush=True)
+    rounds = []
+    for _ in range(args.rounds):  # settings alternate, so drifting machine load hits them all
+        rounds.append(run_isolated(measure, settings(args), args))
+        print("\n".join(markdown_table(rounds[-1], COLUMNS)[2:]), flush=True)
+    rows = [combine(list(measured)) for measured in zip(*rounds, strict=True)]
     table = markdown_table(rows, COLUMNS)
     print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
     if args.json:

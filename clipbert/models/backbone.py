@@ -46,7 +46,7 @@ class ClipBertBackbone(nn.Module):
         pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
         pixel_std: Sequence[float] = PIXEL_STD_RGB,
         clip_order: str = "batched",
-        eval_frames_per_pass: int = 16,
+        eval_frames_per_pass: int = 8,
     ) -> None:
         super().__init__()
         if clip_order not in CLIP_ORDERS:
@@ -233,7 +233,7 @@ def build_backbone(
     pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
     clip_order: str = "batched",
-    eval_frames_per_pass: int = 16,
+    eval_frames_per_pass: int = 8,
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
     ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
