@@ -135,7 +135,7 @@ def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> list[str]:
 
     def cell(value: object) -> str:
         if isinstance(value, float):
-            return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+            return f"{value:.0f}" if abs(value) >= 100 else f"{value:#.3g}"
         return str(value)
 
     lines = ["| " + " | ".join(columns.values()) + " |", "|" + " --- |" * len(columns)]
