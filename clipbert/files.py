@@ -1,13 +1,17 @@
 """File writes that never leave a half-written file behind.
 
-Each writes a ``.<pid>.partial`` file beside the target, flushes it to disk, then renames it
-over the target: readers, a killed process or a crash see the old file or the new one, never a
-torn one, and two processes writing the same file never share a partial file.
+Each writes a ``.<host>.<pid>.partial`` file beside the target, flushes it to disk, then
+renames it over the target: readers, a killed process or a crash see the old file or the new
+one, never a torn one, and two processes writing the same file never share a partial file.
+A partial file left by a killed writer on this host is removed by the next successful write of
+the same target, so repeated interruptions cannot fill the disk.
 """
 
 from __future__ import annotations
 
+import glob
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +25,8 @@ def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
     """An open file whose contents replace ``path`` (old or new, never torn) when the block
     ends without an error; on an error the partial file is removed and ``path`` is left alone."""
     path = Path(path)
-    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    prefix = f"{path.name}.{socket.gethostname()}."
+    partial = path.with_name(f"{prefix}{os.getpid()}.partial")
     try:
         with partial.open("wb") as file:
             yield file
@@ -30,6 +35,20 @@ def _atomic_file(path: str | Path) -> Iterator[BinaryIO]:
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+    for stale in path.parent.glob(f"{glob.escape(prefix)}*.partial"):
+        pid = stale.name[len(prefix) : -len(".partial")]
+        if pid.isdigit() and not _is_running(int(pid)):
+            stale.unlink(missing_ok=True)
+
+
+def _is_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ from tests.helpers import TINY_DEMO_SIZES, compose_config, tiny_demo_overrides
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
+
+# No network in tests, in this process and in every Python process a test starts.
+NETWORK_GUARD = Path(__file__).resolve().parent / "network_guard"
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [str(NETWORK_GUARD), os.environ.get("PYTHONPATH")])
+)
+runpy.run_path(str(NETWORK_GUARD / "sitecustomize.py"))
 
 
 @pytest.fixture(scope="session")
