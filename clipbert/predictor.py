@@ -11,6 +11,7 @@ Frames are sampled, decoded and resized exactly as the checkpoint's evaluation l
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from clipbert.cli.run_record import load_run
 from clipbert.data.collate import TextTokenizer, VideoQABatch
 from clipbert.data.datamodule import load_tokenizer
 from clipbert.data.datasets import FrameSampling, VideoClipReader
-from clipbert.data.decoding import build_decoder, decode_image
+from clipbert.data.decoding import DecodeError, build_decoder, decode_image
+from clipbert.data.store_tools import guess_extension
 from clipbert.data.transforms import resize_pad
 from clipbert.tasks.image_qa import ImageQATask
 from clipbert.tasks.retrieval import RetrievalTask
@@ -69,9 +71,11 @@ class Predictor:
         device: str | torch.device = "cpu",
         n_clips: int | None = None,
         score_agg: str | None = None,
+        trusted_targets: Sequence[str] = (),
     ) -> Predictor:
-        """Rebuild the model, tokenizer and evaluation sampling a ``train.py`` checkpoint holds."""
-        run = load_run(path)
+        """Rebuild the model, tokenizer and evaluation sampling a ``train.py`` checkpoint holds
+        (``trusted_targets``: classes its config may name beyond clipbert's own)."""
+        run = load_run(path, trusted_targets)
         datamodule = OmegaConf.create(run.config).task.datamodule
         with tempfile.TemporaryDirectory() as folder:
             tokenizer = load_tokenizer(run.write_tokenizer(Path(folder)))
@@ -95,12 +99,24 @@ class Predictor:
         An image is one clip of one frame, as the original's image tasks feed it.
         """
         path = Path(visual)
-        data = path.read_bytes()
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            clips = decode_image(data).unsqueeze(0)  # (1, 1, 3, H, W)
-        else:
-            clips = self.reader.decode(data, str(path))
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such file; give the path of a video or image")
+        clips = self._decode(path.read_bytes(), path)
         return resize_pad(clips.to(self.device), self.image_size).unsqueeze(0)
+
+    def _decode(self, data: bytes, path: Path) -> torch.Tensor:
+        """uint8 clips of a file; a JPEG or PNG under a video extension (or a video under an
+        image one) is read as what its bytes are, not as its name says."""
+        kind = guess_extension(data)
+        as_image = kind in ("jpg", "png") or (
+            kind not in ("mp4", "mkv", "avi") and path.suffix.lower() in IMAGE_SUFFIXES
+        )
+        if not as_image:
+            return self.reader.decode(data, str(path))
+        try:
+            return decode_image(data).unsqueeze(0)  # (1, 1, 3, H, W)
+        except DecodeError as err:
+            raise DecodeError(f"{path}: {err}; check the file or convert it") from err
 
     def _batch(self, visual: str | Path, texts: list[str], question: str) -> VideoQABatch:
         input_ids, attention_mask = self.text_tokenizer(texts)

@@ -1,5 +1,6 @@
-"""Security properties the package promises: checkpoints never unpickle code, and nothing
-reaches the network at run time (the whole suite runs behind tests/network_guard)."""
+"""Security properties the package promises: checkpoints never unpickle code or make Hydra build
+what our configs do not, and nothing reaches the network at run time (the whole suite runs
+behind tests/network_guard)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,14 @@ import ast
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
+from omegaconf import OmegaConf
 
-from tests.helpers import REPO
+from clipbert.cli.run_record import RECORD_KEY, check_targets, load_run, run_record
+from tests.helpers import REPO, compose_config
 
 OFFLINE = "the clipbert test suite runs offline"
 SOURCES = [*sorted((REPO / "clipbert").rglob("*.py")), *sorted(REPO.glob("*.py"))]
@@ -73,3 +78,47 @@ def test_loopback_connections_still_work() -> None:
             pass
         with socket.create_connection(("localhost", port), timeout=5):
             pass
+
+
+def _checkpoint_naming(tmp_path: Path, target: str) -> Path:
+    """A checkpoint whose run record asks predict.py to build ``target``."""
+    marker = tmp_path / "ran"
+    config = {"task": {"module": {"_target_": target, "_args_": [f"touch {marker}"]}}}
+    path = tmp_path / "stranger.ckpt"
+    record = run_record(config, bert_config={}, tokenizer_files={})
+    torch.save({"state_dict": {}, "hyper_parameters": {}, RECORD_KEY: record}, path)
+    return path
+
+
+def test_a_checkpoint_naming_a_foreign_target_is_refused_before_anything_is_built(
+    tmp_path: Path,
+) -> None:
+    path = _checkpoint_naming(tmp_path, "os.system")
+    with pytest.raises(
+        ValueError, match=r"'os\.system' at 'task\.module\._target_'.*trusted_targets"
+    ):
+        load_run(path)
+    assert not (tmp_path / "ran").exists()
+    assert load_run(path, trusted_targets=["os.system"]).config["task"]["module"]
+
+
+def test_every_target_our_configs_compose_is_accepted() -> None:
+    for task in ("demo_video_qa", "msrvtt_ret", "vqa", "tgif_action"):
+        cfg = compose_config("train", [f"task={task}", "trainer=ddp", "logger=wandb"])
+        check_targets(OmegaConf.to_container(cfg, resolve=False), f"task={task}")
+
+
+@pytest.mark.parametrize("entry", ["predict.py", "convert.py"])
+def test_the_commands_refuse_such_a_checkpoint_with_one_line(tmp_path: Path, entry: str) -> None:
+    path = _checkpoint_naming(tmp_path, "os.system")
+    args = {"predict.py": [f"ckpt_path={path}"], "convert.py": [f"src={path}", "dst=x.ckpt"]}
+    result = subprocess.run(
+        [sys.executable, str(REPO / entry), *args[entry], f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "'os.system' at 'task.module._target_'" in result.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "ran").exists()

@@ -10,6 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.cli.errors import reported
 from clipbert.cli.original_run import load_any_run
 from clipbert.cli.predict import build_module
 from clipbert.cli.run_record import save_run
@@ -35,6 +36,7 @@ def convert(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="convert")
+@reported
 def main(cfg: DictConfig) -> None:
     """Console entry point (``python convert.py`` / ``clipbert-convert``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

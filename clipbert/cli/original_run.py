@@ -13,7 +13,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from clipbert.cli.run_record import LoadedRun, run_from_checkpoint, tokenizer_files
+from clipbert.cli.run_record import (
+    LoadedRun,
+    check_targets,
+    run_from_checkpoint,
+    tokenizer_files,
+)
 from clipbert.data.annotations import answer_vocabulary, load_ans2label
 from clipbert.data.datamodule import load_tokenizer
 from clipbert.models.checkpoints import (
@@ -86,6 +91,7 @@ def load_any_run(path: str | Path, cfg: DictConfig) -> LoadedRun:
     checkpoint = load_plain(path)
     run = run_from_checkpoint(checkpoint)
     if run is not None:
+        check_targets(run.config, f"the run record of {path}", cfg.get("trusted_targets") or ())
         return run
     state_dict = unwrap_state_dict(checkpoint, path)
     if not is_original_layout(state_dict):

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.cli.errors import reported
 from clipbert.cli.original_run import load_any_run
 from clipbert.cli.outputs import write_qa, write_retrieval, write_retrieval_mc
 from clipbert.cli.run_record import LoadedRun
@@ -78,6 +79,21 @@ def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
     return module.eval()
 
 
+def check_vocabulary(datamodule: pl.LightningDataModule, trained: list[str] | None) -> None:
+    """The split's ans2label must be the one the model was trained with: labels are positions
+    in it, so another file would score every question against the wrong answers."""
+    labels = getattr(datamodule, "answer_vocabulary", None)
+    if trained is None or labels is None or list(labels) == list(trained):
+        return
+    shorter = min(len(labels), len(trained))
+    where = next((i for i in range(shorter) if labels[i] != trained[i]), shorter)
+    raise ValueError(
+        f"{datamodule.ans2label_path} ({len(labels)} answers) is not the answer vocabulary of "
+        f"the checkpoint ({len(trained)} answers; they differ at label {where}); predict with "
+        "the ans2label the model was trained with"
+    )
+
+
 def summary_table(metrics: dict[str, float], header: str) -> str:
     width = max(len(k) for k in metrics)
     rows = [header, f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
@@ -104,6 +120,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
     datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))
     module = build_module(run, cfg.score_agg)
+    check_vocabulary(datamodule, module.hparams.get("answer_vocabulary"))
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -150,7 +167,9 @@ def predict_one(cfg: DictConfig) -> dict[str, float]:
     device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
     if cfg.accelerator == "auto" and torch.cuda.is_available():
         device = "cuda"
-    predictor = Predictor.from_checkpoint(cfg.ckpt_path, device, cfg.n_clips, cfg.score_agg)
+    predictor = Predictor.from_checkpoint(
+        cfg.ckpt_path, device, cfg.n_clips, cfg.score_agg, cfg.trusted_targets or ()
+    )
     if cfg.get("caption"):
         score = predictor.match(visual, cfg.caption)
         print(f"{visual}\ncaption: {cfg.caption}\np(match) = {score:.4f}")
@@ -170,6 +189,7 @@ def predict_one(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="predict")
+@reported
 def main(cfg: DictConfig) -> None:
     """Console entry point (``python predict.py`` / ``clipbert-predict``)."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -12,6 +12,7 @@ import hydra
 from omegaconf import DictConfig
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.cli.errors import reported
 from clipbert.data.converters import SOURCES, answer_vocabulary, convert, write_jsonl
 from clipbert.data.decoding import build_decoder
 from clipbert.data.lmdb_builder import build_vis_db
@@ -94,6 +95,7 @@ def _text_mode(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="preprocess")
+@reported
 def main(cfg: DictConfig) -> None:
     """Console entry point (``python preprocess.py`` / ``clipbert-preprocess``)."""
     preprocess(cfg)

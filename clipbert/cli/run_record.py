@@ -7,15 +7,19 @@ types go in, so the checkpoint loads with ``torch.load(..., weights_only=True)``
 
 from __future__ import annotations
 
+import functools
 import tempfile
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from omegaconf import OmegaConf
 from transformers import PreTrainedTokenizerBase
 
+from clipbert.cli import CONFIG_DIR
 from clipbert.files import save_atomic
 from clipbert.models.checkpoints import load_plain
 
@@ -97,14 +101,58 @@ def run_from_checkpoint(checkpoint: object) -> LoadedRun | None:
     )
 
 
-def load_run(path: str | Path) -> LoadedRun:
-    """Read a checkpoint written by ``train.py``; never unpickles code."""
+def load_run(path: str | Path, trusted_targets: Sequence[str] = ()) -> LoadedRun:
+    """Read a checkpoint written by ``train.py``; never unpickles code, and never builds a
+    class its recorded config names unless our configs use it or ``trusted_targets`` lists it.
+    """
     run = run_from_checkpoint(load_plain(path))
     if run is None:
         raise ValueError(
             f"{path} has no '{RECORD_KEY}' run record: it was not written by clipbert's train.py"
         )
+    check_targets(run.config, f"the run record of {path}", trusted_targets)
     return run
+
+
+def check_targets(config: Any, source: str, trusted: Sequence[str] = ()) -> None:
+    """Refuse a config that would make Hydra call anything but what clipbert's own configs call.
+
+    Rebuilding a model from a checkpoint instantiates the ``_target_`` entries of its recorded
+    config; a checkpoint from someone else could name any callable (``os.system``), which is as
+    dangerous as unpickling it. ``trusted`` adds targets the user vouches for.
+    """
+    allowed = shipped_targets() | set(trusted)
+    for key, target in _targets(config):
+        if target not in allowed:
+            raise ValueError(
+                f"{source} names {target!r} at '{key}._target_', which no clipbert config "
+                "uses; building it could run any code. If you trust this checkpoint, pass "
+                f"trusted_targets=[{target}]"
+            )
+
+
+@functools.cache
+def shipped_targets() -> frozenset[str]:
+    """Every ``_target_`` in the configs that ship with clipbert (except ``get_class``, which
+    returns any class it is given)."""
+    found = set()
+    for file in Path(CONFIG_DIR).rglob("*.yaml"):
+        config = OmegaConf.to_container(OmegaConf.load(file), resolve=False)
+        found |= {target for _, target in _targets(config)}
+    return frozenset(found - {"hydra.utils.get_class"})
+
+
+def _targets(node: Any, key: str = "") -> Iterator[tuple[str, str]]:
+    """(dotted key, target) of every ``_target_`` in a nested config of dicts and lists."""
+    if isinstance(node, dict):
+        for name, value in node.items():
+            if name == "_target_":
+                yield key or "<root>", str(value)
+            else:
+                yield from _targets(value, f"{key}.{name}" if key else str(name))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _targets(value, f"{key}[{index}]")
 
 
 def save_run(run: LoadedRun, path: str | Path) -> Path:

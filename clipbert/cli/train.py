@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from clipbert.cli import CONFIG_DIR
+from clipbert.cli.errors import reported
 from clipbert.cli.run_record import RunRecord
 from clipbert.files import write_text_atomic
 from clipbert.models.checkpoints import initialize_from
@@ -137,6 +138,7 @@ def _fit_and_test(
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@reported
 def main(cfg: DictConfig) -> float | None:
     """Console entry point (``python train.py`` / ``clipbert-train``). Returns the best value of
     the task's validation metric: the objective of an Optuna sweep."""

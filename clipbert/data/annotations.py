@@ -87,24 +87,50 @@ class ImageQAExample:
 
 
 VIDEO_ID_FIELDS = ("video_id", "gif_name", "clip_name")
+BOM = b"\xef\xbb\xbf"
 
 
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, object)`` for every non-empty line; a BOM is tolerated."""
+    """Yield ``(line_number, object)`` for every non-empty line; a BOM is tolerated.
+
+    Lines are decoded one by one, so bytes that are not UTF-8 are reported with their line.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    with path.open(encoding="utf-8-sig") as handle:
-        for line_number, line in enumerate(handle, start=1):
+        raise FileNotFoundError(
+            f"annotation file not found: {path}; check txt_db and the split's file name"
+        )
+    with path.open("rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            line = _decode_line(raw[3:] if line_number == 1 and raw[:3] == BOM else raw)
+            where = f"{path}:{line_number}"
+            if line is None:
+                raise AnnotationError(f"{where}: not UTF-8 text; save the file as UTF-8")
             if not line.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise AnnotationError(f"{path}:{line_number}: invalid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise AnnotationError(f"{path}:{line_number}: expected a JSON object per line")
-            yield line_number, record
+            yield line_number, _json_object(line, where)
+
+
+def _decode_line(raw: bytes) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def _json_object(line: str, where: str) -> dict:
+    """One line as a JSON object; anything else is an error naming ``where``."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise AnnotationError(
+            f"{where}: invalid JSON ({err.msg}); fix or remove the line"
+        ) from None
+    except RecursionError:
+        raise AnnotationError(f"{where}: JSON nested too deeply; fix or remove the line") from None
+    if not isinstance(record, dict):
+        raise AnnotationError(f"{where}: expected a JSON object per line")
+    return record
 
 
 def _text_field(record: dict, key: str, where: str, required: bool = True) -> str | None:
@@ -113,7 +139,7 @@ def _text_field(record: dict, key: str, where: str, required: bool = True) -> st
         if required:
             raise AnnotationError(f"{where}: missing field '{key}'")
         return None
-    if not isinstance(value, str | int):
+    if isinstance(value, bool) or not isinstance(value, str | int):
         kind = type(value).__name__
         raise AnnotationError(f"{where}: field '{key}' must be a string, got {kind}")
     return str(value)
@@ -127,9 +153,12 @@ def _video_id(record: dict, where: str) -> str:
     raise AnnotationError(f"{where}: missing the video id (one of {', '.join(VIDEO_ID_FIELDS)})")
 
 
-def _question_id(record: dict, index: int) -> int | str:
+def _question_id(record: dict, index: int, where: str) -> int | str:
     """The file's ``question_id`` or ``qid``, else the running line index (the original's)."""
-    return record.get("question_id", record.get("qid", index))
+    value = record.get("question_id", record.get("qid", index))
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise AnnotationError(f"{where}: the question id must be a string or an integer")
+    return value
 
 
 def _read_examples(path: str | Path, parse: Callable[[dict, int, str], T]) -> list[T]:
@@ -148,7 +177,7 @@ def load_video_qa(path: str | Path) -> list[VideoQAExample]:
 
     def parse(record: dict, index: int, where: str) -> VideoQAExample:
         return VideoQAExample(
-            question_id=_question_id(record, index),
+            question_id=_question_id(record, index, where),
             video_id=_video_id(record, where),
             question=_text_field(record, "question", where),
             answer=_text_field(record, "answer", where, required=False),
@@ -167,7 +196,11 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
 
     def parse(record: dict, index: int, where: str) -> VideoMCExample:
         options = record.get("options")
-        if not isinstance(options, list) or len(options) != num_options:
+        if (
+            not isinstance(options, list)
+            or len(options) != num_options
+            or not all(isinstance(option, str) for option in options)
+        ):
             raise AnnotationError(f"{where}: 'options' must be a list of {num_options} strings")
         answer = record.get("answer")
         if answer is not None and (
@@ -175,10 +208,10 @@ def load_video_mc(path: str | Path, num_options: int = 5) -> list[VideoMCExample
         ):
             raise AnnotationError(f"{where}: 'answer' must be an option index 0..{num_options - 1}")
         return VideoMCExample(
-            question_id=_question_id(record, index),
+            question_id=_question_id(record, index, where),
             video_id=_video_id(record, where),
             question=_text_field(record, "question", where, required=False) or "",
-            options=tuple(str(option) for option in options),
+            options=tuple(options),
             answer=answer,
             answer_type=_text_field(record, "answer_type", where, required=False),
         )
@@ -212,12 +245,11 @@ def load_image_qa(path: str | Path) -> list[ImageQAExample]:
             raise AnnotationError(f"{where}: missing field 'image_id'")
         labels = record.get("labels")
         if labels is not None and (
-            not isinstance(labels, dict)
-            or not all(isinstance(v, int | float) and 0 <= v <= 1 for v in labels.values())
+            not isinstance(labels, dict) or not all(_is_score(v) for v in labels.values())
         ):
             raise AnnotationError(f"{where}: 'labels' must map answers to scores in [0, 1]")
         return ImageQAExample(
-            question_id=_question_id(record, index),
+            question_id=_question_id(record, index, where),
             video_id=_text_field(record, "image_id", where),
             question=_text_field(record, "question", where),
             answer_scores=None if labels is None else {str(k): float(v) for k, v in labels.items()},
@@ -227,23 +259,58 @@ def load_image_qa(path: str | Path) -> list[ImageQAExample]:
     return _read_examples(path, parse)
 
 
+def _is_score(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and 0 <= value <= 1
+
+
 def load_ans2label(path: str | Path) -> dict[str, int]:
-    """Read ``ans2label.json`` and check the labels are 0..n-1 without gaps or repeats."""
+    """Read ``ans2label.json`` and check the labels are 0..n-1 without gaps or repeats.
+
+    A repeated answer would silently keep only its last label, so it is an error too.
+    """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"answer vocabulary not found: {path}")
+        raise FileNotFoundError(
+            f"answer vocabulary not found: {path}; build it with `python preprocess.py "
+            "mode=vocab` or point task.datamodule.ans2label at it"
+        )
     try:
-        ans2label = json.loads(path.read_text(encoding="utf-8-sig"))
+        ans2label = json.loads(path.read_bytes().decode("utf-8-sig"), object_pairs_hook=_unique)
+    except UnicodeDecodeError as err:
+        raise AnnotationError(
+            f"{path}: not UTF-8 text (byte {err.start}); save it as UTF-8"
+        ) from None
     except json.JSONDecodeError as err:
         raise AnnotationError(f"{path}:{err.lineno}: invalid JSON ({err.msg})") from None
+    except RecursionError:
+        raise AnnotationError(f"{path}: JSON nested too deeply") from None
+    except _RepeatedKey as err:
+        raise AnnotationError(
+            f"{path}: the answer {err.args[0]!r} appears twice; keep one label per answer"
+        ) from None
     if not isinstance(ans2label, dict) or not ans2label:
         raise AnnotationError(f"{path}: expected a non-empty JSON object answer -> label")
+    if not all(type(label) is int for label in ans2label.values()):
+        raise AnnotationError(f"{path}: every label must be an integer")
     labels = sorted(ans2label.values())
     if labels != list(range(len(labels))):
         raise AnnotationError(
-            f"{path}: labels must be the integers 0..{len(labels) - 1} without gaps or repeats"
+            f"{path}: labels must be the integers 0..{len(labels) - 1} without gaps or repeats; "
+            "rebuild it with `python preprocess.py mode=vocab`"
         )
     return ans2label
+
+
+class _RepeatedKey(Exception):
+    """An object key seen twice while parsing (``json`` would keep the last silently)."""
+
+
+def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return result
 
 
 def answer_vocabulary(ans2label: dict[str, int]) -> list[str]:

@@ -45,7 +45,7 @@ from clipbert.data.datasets import (
 )
 from clipbert.data.decoding import build_decoder
 from clipbert.data.samplers import SeededShuffleSampler
-from clipbert.data.stores import open_store
+from clipbert.data.stores import VisualStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,25 @@ def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
             "(set model tokenizer_dir / task.datamodule.tokenizer_dir to a local folder)"
         )
     return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
+
+
+def check_int(name: str, value: object, minimum: int) -> None:
+    """A config value that must be an integer of at least ``minimum``, named in the error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"task.datamodule.{name} must be >= {minimum} (an integer), got {value!r}; "
+            "fix it in the task config or on the command line"
+        )
+
+
+def frame_sampling(name: str, values: Mapping[str, Any] | None) -> FrameSampling:
+    """``task.datamodule.<name>`` as a :class:`FrameSampling`, its errors naming the key."""
+    try:
+        return FrameSampling(**(values or {}))
+    except (TypeError, ValueError) as err:  # TypeError: an unknown key
+        raise ValueError(
+            f"task.datamodule.{name}: {err}; fix it in the task config or on the command line"
+        ) from None
 
 
 class ClipBertDataModule(pl.LightningDataModule):
@@ -94,18 +113,23 @@ class ClipBertDataModule(pl.LightningDataModule):
         prepare: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError("batch_size and eval_batch_size must be >= 1")
-        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 32:
-            raise ValueError(f"image_size must be an int >= 32 (one res5 cell), got {image_size!r}")
+        for name, value, minimum in (
+            ("batch_size", batch_size, 1),
+            ("eval_batch_size", eval_batch_size, 1),
+            ("image_size", image_size, 32),  # one res5 cell
+            ("max_txt_len", max_txt_len, 1),
+            ("num_workers", num_workers, 0),
+            ("broken_retries", broken_retries, 1),
+        ):
+            check_int(name, value, minimum)
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
         self.tokenizer_dir = Path(tokenizer_dir)
         self.splits = dict(splits)
         self.image_size = image_size
         self.max_txt_len = max_txt_len
-        self.train_sampling = FrameSampling(**(train_sampling or {}))
-        self.eval_sampling = FrameSampling(**(eval_sampling or {}))
+        self.train_sampling = frame_sampling("train_sampling", train_sampling)
+        self.eval_sampling = frame_sampling("eval_sampling", eval_sampling)
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.num_workers = num_workers
@@ -116,8 +140,6 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.decoder_name = decoder
         self.decoder_fallback = decoder_fallback
         self.decode_timeout = decode_timeout
-        if broken_retries < 1:
-            raise ValueError(f"broken_retries must be >= 1, got {broken_retries}")
         self.broken_retries = broken_retries
         self.predict_split = predict_split
         self._prepare = prepare
@@ -153,6 +175,29 @@ class ClipBertDataModule(pl.LightningDataModule):
         """All examples of a split, and its files named for logs and errors."""
         paths = self.split_paths(split)
         return [e for path in paths for e in load(path)], ", ".join(map(str, paths))
+
+    def report_missing(self, split: str, video_ids: list[str], store: VisualStore) -> None:
+        """Say before any decoding how many of a split's videos the store lacks. All of them
+        means a wrong vis_db (an error); a few are replaced in training and counted wrong in
+        evaluation, like undecodable ones."""
+        ids = list(dict.fromkeys(video_ids))
+        missing = [video_id for video_id in ids if video_id not in store]
+        if missing and len(missing) == len(ids):
+            raise ValueError(
+                f"none of the {len(ids)} videos of the {split} split is in {store.path} "
+                f"(first id: '{missing[0]}'); point task.datamodule.vis_db at the store built "
+                "for these annotations"
+            )
+        if missing:
+            log.warning(
+                "%s split: %d of %d videos are not in %s (first: '%s'); `python preprocess.py "
+                "mode=check` lists them",
+                split,
+                len(missing),
+                len(ids),
+                store.path,
+                missing[0],
+            )
 
     def clip_reader(self, split: str) -> VideoClipReader:
         return VideoClipReader(
@@ -303,9 +348,11 @@ class VideoQADataModule(ClipBertDataModule):
             len({e.video_id for e in examples}),
             path,
         )
+        reader = self.clip_reader(split)
+        self.report_missing(split, [e.video_id for e in examples], reader.store)
         return VideoQADataset(
             examples,
-            self.clip_reader(split),
+            reader,
             self.ans2label,
             self.max_texts_per_video,
             evaluation=split != "train",
@@ -388,8 +435,10 @@ class RetrievalDataModule(ClipBertDataModule):
             len({e.video_id for e in examples}),
             path,
         )
+        reader = self.clip_reader(split)
+        self.report_missing(split, [e.video_id for e in examples], reader.store)
         if split == "train":
-            return ImageTextMatchingDataset(examples, self.clip_reader(split), self.num_negatives)
+            return ImageTextMatchingDataset(examples, reader, self.num_negatives)
         video_ids = list(dict.fromkeys(e.video_id for e in examples))
         position = {video_id: i for i, video_id in enumerate(video_ids)}
         self.ranking[split] = RankingTexts(
@@ -399,7 +448,7 @@ class RetrievalDataModule(ClipBertDataModule):
             video_ids=video_ids,
             tokenize=self.text_tokenizer,
         )
-        return VideoListDataset(video_ids, self.clip_reader(split))
+        return VideoListDataset(video_ids, reader)
 
     def ranking_texts(self, split: str) -> RankingTexts:
         if split not in self.ranking:

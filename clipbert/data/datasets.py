@@ -36,6 +36,19 @@ class FrameSampling:
     fps: float = 1.0
     strategy: str = "rand"
 
+    def __post_init__(self) -> None:
+        """Refuse a bad setting here, when the config is read, not in a loader worker: sample
+        a one-frame video once, which checks every value and their combination."""
+        sample_frame_indices(
+            1,
+            1.0,
+            n_clips=self.n_clips,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            strategy=self.strategy,
+            rng=random.Random(0),
+        )
+
 
 class VideoClipReader:
     """Reads one video from the store and returns its sampled clips at the video's own size.

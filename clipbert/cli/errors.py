@@ -1,0 +1,56 @@
+"""One clear line instead of a traceback when a command stops.
+
+Hydra prints a traceback for any exception of the task function. A user who gave a broken file
+or a bad setting needs our message (it names the file, line or key and what to do), not our
+call stack; ``HYDRA_FULL_ERROR=1`` still shows the traceback, as Hydra documents.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import TypeVar
+
+from hydra.errors import InstantiationException
+from omegaconf import DictConfig
+
+from clipbert.data.decoding import DecodeError, DecoderHungError
+
+R = TypeVar("R")
+
+# What bad input or settings raise; anything else is likely our bug, so the line says how to
+# see the traceback.
+INPUT_ERRORS = (ValueError, OSError, LookupError, DecodeError, DecoderHungError)
+WORKER_TRACEBACK = "Traceback (most recent call last)"
+
+
+def reported(task: Callable[[DictConfig], R]) -> Callable[[DictConfig], R]:
+    """Wrap a Hydra task function: any exception ends the process with one line on stderr."""
+
+    @functools.wraps(task)
+    def run(cfg: DictConfig) -> R:
+        try:
+            return task(cfg)
+        except Exception as exc:
+            if os.environ.get("HYDRA_FULL_ERROR") == "1":
+                raise
+            raise SystemExit(f"error: {one_line(exc)}") from None
+
+    return run
+
+
+def one_line(exc: BaseException) -> str:
+    """The exception's message on one line; what Hydra's instantiate or a DataLoader worker
+    wrapped around it is taken off."""
+    if isinstance(exc, InstantiationException) and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if WORKER_TRACEBACK in text:  # re-raised from a loader worker: "Type: message" is last
+        text = text.strip().splitlines()[-1]
+    else:
+        text = f"{type(exc).__name__}: {text}"
+    line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+    if not isinstance(exc, INPUT_ERRORS):
+        line += " (HYDRA_FULL_ERROR=1 shows the traceback)"
+    return line
