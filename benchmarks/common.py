@@ -77,31 +77,36 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def timed_seconds(run: Callable[[], object], device: torch.device) -> float:
+    """Wall time of one call of ``run``, the device's queued work included."""
+    synchronize(device)
+    began = time.perf_counter()
+    run()
+    synchronize(device)
+    return time.perf_counter() - began
+
+
 def median_seconds(
     run: Callable[[], object], repeats: int, warmup: int, device: torch.device
 ) -> float:
     """Median wall time of ``run`` over ``repeats`` calls after ``warmup`` untimed ones."""
     for _ in range(warmup):
         run()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        began = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
+    return statistics.median(timed_seconds(run, device) for _ in range(repeats))
 
 
 def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> float:
     """FLOP/s of a dense square matrix product in ``dtype`` (2048 on a CPU, 8192 on a GPU,
     which 2048 does not fill): the machine's practical compute peak, measured in the same
-    process as the model it is compared with."""
+    process as the model it is compared with. The fastest of 10 products counts, so a moment
+    of contention on a shared machine does not lower the peak (and inflate utilization)."""
     size = 8192 if device.type == "cuda" else 2048
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
-    seconds = median_seconds(lambda: a @ b, repeats=10, warmup=3, device=device)
-    return 2 * size**3 / seconds
+    for _ in range(3):
+        a @ b
+    fastest = min(timed_seconds(lambda: a @ b, device) for _ in range(10))
+    return 2 * size**3 / fastest
 
 
 def peak_memory_mb(device: torch.device) -> float:

@@ -5,7 +5,7 @@ MSRVTT's) to ``image_size`` on the device, forward, loss, backward, gradient cli
 an AdamW step, on MSRVTT-QA's module (ResNet-50 + BERT-base, 1500 answers) with a 20-token
 question per video. Model FLOPs (forward + backward) come from ``torch.utils.flop_counter``;
 utilization = FLOPs / (step time x the measured peak of a dense matrix product in the same
-precision, in the same process, just before the step).
+precision, in the same process: the fastest of 10 products before and 10 after the steps).
 
 Every combination of the options is one setting, run in a fresh process so that its peak
 memory is its own. ``--order original`` runs the clips one after another through the whole
@@ -87,6 +87,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     seconds = median_seconds(step, repeats=args.steps, warmup=args.warmup, device=device)
+    peak = max(peak, gemm_peak_flops(PRECISIONS[precision], device))  # before and after
     counter = FlopCounterMode(display=False)
     with counter:
         loss().backward()

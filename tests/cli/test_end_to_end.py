@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 import torch
 from omegaconf import open_dict
 
@@ -52,3 +54,29 @@ def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
     hits = sum(r["prediction"] == r["gold"] for r in records)
     assert abs(saved["acc"] - hits / len(records)) < 1e-6
     assert "n_clips=2" in capsys.readouterr().out
+
+
+def test_predict_refuses_an_answer_vocabulary_other_than_the_checkpoints(
+    train_config, demo_root: Path, tmp_path: Path
+) -> None:
+    """Labels are positions in ans2label: another file would score against the wrong answers."""
+    cfg = train_config("test=false")
+    train(cfg)
+    moved = tmp_path / "data"
+    shutil.copytree(demo_root, moved)
+    ans2label = moved / "txt_db" / "demo_video_qa" / "ans2label.json"
+    labels = json.loads(ans2label.read_text())
+    first, second = sorted(labels, key=labels.get)[:2]
+    labels[first], labels[second] = labels[second], labels[first]
+    ans2label.write_text(json.dumps(labels))
+    pcfg = compose_config(
+        "predict",
+        [
+            f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'best.ckpt'}",
+            f"data_root={moved}",
+        ],
+    )
+    with open_dict(pcfg):
+        pcfg.paths.output_dir = str(tmp_path / "predict")
+    with pytest.raises(ValueError, match=r"ans2label\.json .*differ at label 0"):
+        predict(pcfg)
