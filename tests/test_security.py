@@ -1,6 +1,6 @@
 """Security properties the package promises: checkpoints never unpickle code or make Hydra build
 what our configs do not, and nothing reaches the network at run time (the whole suite runs
-behind tests/network_guard)."""
+behind tests/network_guard); stores are read-only and API keys stay out of run folders."""
 
 from __future__ import annotations
 
@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import lmdb
 import pytest
 import torch
 from omegaconf import OmegaConf
 
 from clipbert.cli.run_record import RECORD_KEY, check_targets, load_run, run_record
+from clipbert.cli.train import train
+from clipbert.data.stores import LmdbStore
 from tests.helpers import REPO, compose_config
 
 OFFLINE = "the clipbert test suite runs offline"
@@ -122,3 +125,28 @@ def test_the_commands_refuse_such_a_checkpoint_with_one_line(tmp_path: Path, ent
     assert "'os.system' at 'task.module._target_'" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "ran").exists()
+
+
+def test_stores_are_opened_read_only(demo_root: Path) -> None:
+    vis_db = next(demo_root.glob("vis_db/*/data.mdb")).parent
+    before = {p.name: p.stat().st_mtime_ns for p in vis_db.iterdir()}
+    store = LmdbStore(vis_db)
+    assert store.get(store.keys()[0])
+    env = store._env()
+    assert env.flags()["readonly"]
+    with pytest.raises(lmdb.ReadonlyError):
+        env.begin(write=True)
+    assert {p.name: p.stat().st_mtime_ns for p in vis_db.iterdir()} == before
+
+
+def test_a_wandb_api_key_is_never_written_to_the_run(
+    train_config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "clipbert-test-key-0123456789abcdef01234567"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    cfg = train_config("logger=[csv,wandb]", "trainer.log_every_n_steps=1", "test=false")
+    train(cfg)
+    files = [p for p in Path(cfg.paths.output_dir).rglob("*") if p.is_file()]
+    assert any(p.suffix == ".ckpt" for p in files) and any(p.suffix == ".wandb" for p in files)
+    leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
+    assert not leaked, f"the API key was written to {leaked}"
