@@ -89,3 +89,58 @@ def test_train_refuses_a_bad_setting_before_any_work(
     )
     _assert_clear_error(result, message)
     assert not (tmp_path / "data" / "vis_db").exists()  # refused before generating the demo
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Path:
+    """The best checkpoint of a one-epoch tiny demo run."""
+    run = tmp_path_factory.mktemp("trained")
+    result = run_train(
+        *tiny_demo_overrides(demo_root),
+        "trainer.max_epochs=1",
+        "test=false",
+        f"hydra.run.dir={run}",
+        cwd=run,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run / "checkpoints" / "best.ckpt"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "clip.mp4"),
+        (bytes(range(256)) * 64, "clip.mp4"),
+        (b"\xff\xd8\xff\xe0 a JPEG cut short", "clip.mp4"),
+    ],
+    ids=["empty", "random_bytes", "truncated_jpeg_named_mp4"],
+)
+def test_predict_one_broken_video_names_it(
+    trained: Path, tmp_path: Path, content: bytes, message: str
+) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(content)
+    result = _script(
+        "predict.py",
+        f"ckpt_path={trained}",
+        f"video={video}",
+        "question=what color is it?",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
+    _assert_clear_error(result, message)
+
+
+def test_predict_on_a_split_names_the_bad_annotation_line(trained: Path, tmp_path: Path) -> None:
+    annotations = tmp_path / "test.jsonl"
+    annotations.write_bytes(b'{"video_id": "v", "question": "q", "answer": "red"}\n\xff\xfe\n')
+    result = _script(
+        "predict.py",
+        f"ckpt_path={trained}",
+        "split=test",
+        f"txt_db={annotations}",
+        f"hydra.run.dir={tmp_path / 'out'}",
+        cwd=tmp_path,
+    )
+    _assert_clear_error(result, f"{annotations}:2", "UTF-8")
