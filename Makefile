@@ -34,12 +34,13 @@ test: venv
 test-slow: venv
 	$(PY) -m pytest -m slow
 
-# Speed and memory on this machine (about 10 minutes on 2 cores); each script appends its table,
+# Speed and memory on this machine (about 12 minutes on 2 cores); each script appends its table,
 # the date, the machine and the command to benchmarks/RESULTS.md.
 bench: venv
 	$(PY) benchmarks/train_step.py --precision fp32 bf16 --rounds 2
 	$(PY) benchmarks/train_step.py --image-size 224 --n-clips 8 --order batched original
 	$(PY) benchmarks/inference.py --n-clips 1 4 16
+	$(PY) benchmarks/ranking.py --captions 8 32 128
 	$(PY) benchmarks/loader.py --rounds 3
 
 lint: venv
