@@ -37,6 +37,7 @@ from common import (
 )
 from torch.utils.flop_counter import FlopCounterMode
 
+from clipbert.allocator import keep_freed_memory
 from clipbert.tasks.base import parameter_groups
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -60,6 +61,8 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.keep_freed_memory:  # as train.py does (keep_freed_memory=true)
+        keep_freed_memory()
     device = torch.device(args.device)
     precision = setting["precision"]
     peak = gemm_peak_flops(PRECISIONS[precision], device)
@@ -140,6 +143,12 @@ def main() -> None:
         help="frames in planar (NCHW) memory instead of the decoders' channels-last",
     )
     parser.add_argument("--compile", action="store_true", help="torch.compile the module")
+    parser.add_argument(
+        "--keep-freed-memory",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="glibc keeps freed memory for reuse, as train.py does by default",
+    )
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()

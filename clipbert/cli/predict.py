@@ -12,6 +12,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from clipbert.allocator import keep_freed_memory
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.errors import reported
 from clipbert.cli.original_run import load_any_run
@@ -107,6 +108,8 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     ``cfg.ckpt_path`` is a clipbert ``.ckpt`` or, with ``cfg.task`` naming its task, an
     original ClipBERT checkpoint.
     """
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
     if cfg.score_agg is not None and cfg.score_agg not in SCORE_AGGREGATIONS:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:

@@ -13,6 +13,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from clipbert.allocator import keep_freed_memory
 from clipbert.cli import CONFIG_DIR
 from clipbert.cli.errors import reported
 from clipbert.cli.run_record import RunRecord
@@ -80,6 +81,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task, test its best checkpoint, return the final metrics."""
     with open_dict(cfg):
         cfg.paths.data_root = str(Path(cfg.paths.data_root).expanduser().resolve())
+    if cfg.get("keep_freed_memory", True):
+        keep_freed_memory()
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
