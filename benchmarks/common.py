@@ -4,6 +4,7 @@ peak, a description of the machine, and the table they print and record in RESUL
 from __future__ import annotations
 
 import datetime
+import json
 import multiprocessing
 import os
 import platform
@@ -146,6 +147,18 @@ def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> list[str]:
     lines = ["| " + " | ".join(columns.values()) + " |", "|" + " --- |" * len(columns)]
     lines += ["| " + " | ".join(cell(row[key]) for key in columns) + " |" for row in rows]
     return lines
+
+
+def report(rows: list[dict], columns: dict[str, str], title: str, args: object) -> None:
+    """Print the rows as a table under the machine's description; write them to ``--json``;
+    append them to RESULTS.md unless ``--no-record``."""
+    device = torch.device(args.device)
+    table = markdown_table(rows, columns)
+    print("\n" + machine(device) + "\n" + "\n".join(table))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2) + "\n")
+    if not args.no_record:
+        record(title, device, table)
 
 
 def record(title: str, device: torch.device, table: list[str], path: Path = RESULTS) -> None:

@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from pathlib import Path
 
 import torch
 from common import (
     full_size_task,
-    machine,
-    markdown_table,
     median_seconds,
     peak_memory_mb,
-    record,
+    report,
     run_isolated,
     video_qa_batch,
 )
@@ -96,12 +93,7 @@ def main() -> None:
             (r for r in rows if r["n_clips"] == 1 and all(r[k] == row[k] for k in same)), row
         )
         row["memory_vs_1_clip"] = row["peak_memory_mb"] / one_clip["peak_memory_mb"]
-    table = markdown_table(rows, COLUMNS)
-    print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    if not args.no_record:
-        record(f"Inference at {args.image_size} px", torch.device(args.device), table)
+    report(rows, COLUMNS, f"Inference at {args.image_size} px", args)
 
 
 if __name__ == "__main__":

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from common import (
     full_size_task,
-    machine,
-    markdown_table,
     median_seconds,
     peak_memory_mb,
-    record,
+    report,
     run_isolated,
     video_qa_batch,
 )
@@ -86,12 +83,7 @@ def main() -> None:
     keys = ("videos", "captions", "n_clips")
     combos = itertools.product(args.videos, sorted(args.captions), args.n_clips)
     rows = run_isolated(measure, [dict(zip(keys, c, strict=True)) for c in combos], args)
-    table = markdown_table(rows, COLUMNS)
-    print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    if not args.no_record:
-        record(f"Retrieval ranking at {args.image_size} px", torch.device(args.device), table)
+    report(rows, COLUMNS, f"Retrieval ranking at {args.image_size} px", args)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import statistics
 from pathlib import Path
 
@@ -27,11 +26,10 @@ import torch
 from common import (
     full_size_task,
     gemm_peak_flops,
-    machine,
     markdown_table,
     median_seconds,
     peak_memory_mb,
-    record,
+    report,
     run_isolated,
     video_qa_batch,
 )
@@ -158,12 +156,7 @@ def main() -> None:
         rounds.append(run_isolated(measure, settings(args), args))
         print("\n".join(markdown_table(rounds[-1], COLUMNS)[2:]), flush=True)
     rows = [combine(list(measured)) for measured in zip(*rounds, strict=True)]
-    table = markdown_table(rows, COLUMNS)
-    print("\n" + machine(torch.device(args.device)) + "\n" + "\n".join(table))
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2) + "\n")
-    if not args.no_record:
-        record("Training step", torch.device(args.device), table)
+    report(rows, COLUMNS, "Training step", args)
 
 
 if __name__ == "__main__":
