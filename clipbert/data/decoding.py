@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from clipbert.data.headers import declared_frame_count_error
+
 # Used when the container reports no usable frame rate. 30 fps is the most common rate in the
 # ClipBERT datasets; it only stretches or shrinks the clip window, never the frame choice itself.
 DEFAULT_FPS = 30.0
@@ -134,6 +136,9 @@ class DecordDecoder(IndexedDecoder):
     def _open(self, data: bytes) -> tuple[Any, VideoInfo]:
         import decord
 
+        damage = declared_frame_count_error(data)
+        if damage is not None:  # decord would abort the process on it (see headers.py)
+            raise DecodeError(f"{self.name}: {damage}")
         reader = decord.VideoReader(
             io.BytesIO(data), ctx=decord.cpu(0), num_threads=self.num_threads
         )

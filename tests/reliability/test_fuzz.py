@@ -1,12 +1,16 @@
 """Fuzzing the jsonl reader and the store -> decoder path with hypothesis (bounded time), and a
 decoder that never returns: each ends in our own error naming the input, never another
-exception or a hang."""
+exception, a hang or a dead process."""
 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import tempfile
 import threading
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pytest
@@ -22,6 +26,8 @@ from tests.reliability import media
 FUZZ = settings(
     max_examples=60, deadline=2000, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+GOOD = media.video()
+GOOD_MATROSKA = media.video(fmt="matroska")
 SAMPLING = FrameSampling(n_clips=1, num_frames=2, fps=1.0, strategy="fixed")
 
 json_values = st.recursive(
@@ -62,33 +68,79 @@ def test_arbitrary_records_as_jsonl(rows: list) -> None:
 
 
 @pytest.fixture(scope="module")
-def reader(tmp_path_factory: pytest.TempPathFactory) -> VideoClipReader:
+def store_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("fuzz_store")
     with LmdbWriter(path) as writer:
         writer.put("good", media.video())
-    return VideoClipReader(LmdbStore(path), build_decoder("decord", "pyav", 10.0), SAMPLING)
+    return path
 
 
-GOOD = media.video()
+@pytest.fixture(scope="module")
+def reader(store_path: Path) -> VideoClipReader:
+    return _reader(store_path)
+
+
+def _reader(store_path: Path) -> VideoClipReader:
+    return VideoClipReader(LmdbStore(store_path), build_decoder("decord", "pyav", 10.0), SAMPLING)
+
+
+def _decode_in_child(store_path: Path, data: bytes) -> tuple[str, object]:
+    """The child's side: ('frames', shape) or ('error', message); anything else raises."""
+    try:
+        return "frames", tuple(_reader(store_path).decode(data, "video 'fuzz'").shape)
+    except DecodeError as err:
+        return "error", str(err)
+
+
+class DecodingChild:
+    """A spawned process that decodes for the test. The decoders are C and C++ libraries: if
+    some bytes abort them, the child dies, the example fails with the bytes that did it (and
+    hypothesis shrinks them in fresh children) instead of the whole test session dying."""
+
+    def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
+        self.pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        """A new child, warmed up (imports done) outside hypothesis' deadline."""
+        pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        pool.submit(_decode_in_child, self.store_path, GOOD).result(timeout=300)
+        return pool
+
+    def decode(self, data: bytes) -> tuple[str, object]:
+        try:
+            return self.pool.submit(_decode_in_child, self.store_path, data).result(timeout=120)
+        except BrokenProcessPool:
+            self.pool = self._start()
+            raise AssertionError(f"decoding these {len(data)} bytes killed the process") from None
+
+
+@pytest.fixture(scope="module")
+def decoding_child(store_path: Path) -> Iterator[DecodingChild]:
+    child = DecodingChild(store_path)
+    yield child
+    child.pool.shutdown()
+
+
+@st.composite
+def damaged_videos(draw: st.DrawFn) -> bytes:
+    """A good mp4 or Matroska video, cut short or with bytes overwritten."""
+    video = draw(st.sampled_from([GOOD, GOOD_MATROSKA]))
+    at = draw(st.integers(0, len(video)))
+    if draw(st.booleans()):
+        return video[:at]
+    junk = draw(st.binary(min_size=1, max_size=64))
+    return video[:at] + junk + video[at + len(junk) :]
 
 
 @FUZZ
-@given(
-    st.binary(max_size=2000)
-    | st.builds(lambda cut: GOOD[:cut], st.integers(0, len(GOOD)))
-    | st.builds(
-        lambda at, junk: GOOD[:at] + junk + GOOD[at + len(junk) :],
-        st.integers(0, len(GOOD)),
-        st.binary(min_size=1, max_size=64),
-    )
-)
-def test_arbitrary_bytes_as_a_video(reader: VideoClipReader, data: bytes) -> None:
-    try:
-        frames = reader.decode(data, "video 'fuzz'")
-    except DecodeError as err:
-        assert "video 'fuzz'" in str(err)
+@given(st.binary(max_size=2000) | damaged_videos())
+def test_arbitrary_bytes_as_a_video(decoding_child: DecodingChild, data: bytes) -> None:
+    outcome, detail = decoding_child.decode(data)
+    if outcome == "error":
+        assert "video 'fuzz'" in detail
     else:
-        assert frames.shape[:3] == (1, 2, 3)
+        assert detail[:3] == (1, 2, 3)
 
 
 def test_missing_and_broken_keys_are_marked_in_evaluation(reader: VideoClipReader) -> None:

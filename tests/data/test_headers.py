@@ -1,0 +1,92 @@
+"""Damaged frame counts in video headers are refused before decord, whose C++ aborts the whole
+process on them (an uncatchable std::bad_alloc), and the PyAV fallback still decodes the video.
+"""
+
+from __future__ import annotations
+
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clipbert.data.decoding import DecodeError, build_decoder
+from clipbert.data.headers import declared_frame_count_error
+from tests.reliability import media
+
+ASSETS = Path(__file__).parents[1] / "assets"
+VIDEOS = sorted(p for p in ASSETS.iterdir() if p.suffix in {".mp4", ".mov", ".mkv", ".avi"})
+
+
+def with_stts_count(data: bytes, count: int) -> bytes:
+    """``data`` (an mp4) with the first time-to-sample entry claiming ``count`` frames."""
+    at = data.index(b"stts") + 12  # type, version and flags, entry count
+    return data[:at] + struct.pack(">I", count) + data[at + 4 :]
+
+
+def with_matroska_duration(data: bytes, value: float) -> bytes:
+    """``data`` (a Matroska file) with its segment duration (element 0x4489) set to ``value``."""
+    at = data.index(b"\x44\x89")
+    assert data[at + 2] == 0x88, "expected an 8-byte float duration"
+    return data[: at + 3] + struct.pack(">d", value) + data[at + 11 :]
+
+
+@pytest.mark.parametrize("path", VIDEOS, ids=lambda p: p.name)
+def test_real_videos_pass(path: Path) -> None:
+    assert declared_frame_count_error(path.read_bytes()) is None
+
+
+@pytest.mark.parametrize("fmt", ["mp4", "mov", "matroska", "avi"])
+def test_written_videos_pass(fmt: str) -> None:
+    assert declared_frame_count_error(media.video(fmt=fmt)) is None
+
+
+def test_a_damaged_mp4_frame_count_is_named() -> None:
+    data = with_stts_count(media.video(), 2_062_916_344)
+    reason = declared_frame_count_error(data)
+    assert reason == (
+        f"the header claims 2062916344 frames in a file of {len(data)} bytes; it is damaged"
+    )
+    with pytest.raises(DecodeError, match="decord: the header claims 2062916344 frames"):
+        build_decoder("decord", fallback=None).read(data, lambda info: [0])
+
+
+@pytest.mark.parametrize("duration", [1e9, 1e12])
+def test_a_damaged_matroska_duration_is_named(duration: float) -> None:
+    data = with_matroska_duration(media.video(fmt="matroska"), duration)
+    assert "frames in a file of" in declared_frame_count_error(data)
+
+
+@pytest.mark.parametrize(
+    "data", [b"", b"\x00" * 64, b"not a video at all", media.video()[:100]], ids=str
+)
+def test_unreadable_bytes_are_left_to_the_decoder(data: bytes) -> None:
+    assert declared_frame_count_error(data) is None
+
+
+def test_damaged_headers_decode_through_the_fallback_without_aborting(tmp_path: Path) -> None:
+    """In a child process, so that a regression aborts the child and fails this test instead
+    of killing the test session."""
+    damaged = {
+        "mp4": with_stts_count(media.video(frames=6), 2_062_916_344),
+        "mkv": with_matroska_duration(media.video(frames=6, fmt="matroska"), 1e12),
+    }
+    for name, data in damaged.items():
+        (tmp_path / name).write_bytes(data)
+    script = (
+        "import sys, pathlib\n"
+        "from clipbert.data.decoding import build_decoder\n"
+        "decoder = build_decoder('decord', 'pyav')\n"
+        "for path in sys.argv[1:]:\n"
+        "    frames = decoder.read(pathlib.Path(path).read_bytes(), lambda info: [0, 5])\n"
+        "    print(tuple(frames.shape))\n"
+    )
+    child = subprocess.run(
+        [sys.executable, "-c", script, *(str(tmp_path / n) for n in damaged)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split("\n")[:2] == ["(2, 3, 24, 32)"] * 2
