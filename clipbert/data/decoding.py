@@ -14,8 +14,10 @@ does at 1080p, while the model's device does it for free (or never: the CNN runs
 from __future__ import annotations
 
 import abc
+import contextlib
 import io
 import math
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -139,9 +141,8 @@ class DecordDecoder(IndexedDecoder):
         damage = declared_frame_count_error(data)
         if damage is not None:  # decord would abort the process on it (see headers.py)
             raise DecodeError(f"{self.name}: {damage}")
-        reader = decord.VideoReader(
-            io.BytesIO(data), ctx=decord.cpu(0), num_threads=self.num_threads
-        )
+        with _as_file(data) as source:
+            reader = decord.VideoReader(source, ctx=decord.cpu(0), num_threads=self.num_threads)
         return reader, VideoInfo(num_frames=len(reader), fps=float(reader.get_avg_fps()))
 
     def _decode(self, handle: Any, indices: list[int]) -> torch.Tensor:
@@ -151,6 +152,29 @@ class DecordDecoder(IndexedDecoder):
 
     def __repr__(self) -> str:
         return f"DecordDecoder(num_threads={self.num_threads})"
+
+
+@contextlib.contextmanager
+def _as_file(data: bytes) -> Iterator[str | io.BytesIO]:
+    """``data`` as a path decord can open, for as long as decord takes to open it.
+
+    decord's own reader of in-memory bytes follows any seek blindly: a damaged offset past the
+    end of the file (a bad ``stco`` entry, a bad Matroska cue) makes it copy from outside the
+    buffer and crash the process with a segmentation fault. Through a file, FFmpeg's file
+    protocol checks every seek. On Linux the file is an anonymous in-memory one
+    (``memfd_create``), as fast as the bytes path and never left behind; decord holds its own
+    descriptor, so ours closes once decord has opened it. Elsewhere decord reads the bytes.
+    """
+    if not (hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")):
+        yield io.BytesIO(data)
+        return
+    descriptor = os.memfd_create("clipbert-video", os.MFD_CLOEXEC)
+    try:
+        with open(descriptor, "wb", closefd=False) as file:
+            file.write(data)
+        yield f"/proc/self/fd/{descriptor}"
+    finally:
+        os.close(descriptor)
 
 
 class PyAVDecoder(IndexedDecoder):

@@ -1,9 +1,12 @@
-"""Damaged frame counts in video headers are refused before decord, whose C++ aborts the whole
-process on them (an uncatchable std::bad_alloc), and the PyAV fallback still decodes the video.
+"""Damaged containers that kill decord's process rather than raise: a frame count beyond the
+file's size (an uncatchable std::bad_alloc) is refused before decord, and the PyAV fallback still
+decodes the video; a sample offset past the end (a segmentation fault in decord's in-memory
+reader) is read through an in-memory file whose seeks FFmpeg checks.
 """
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -23,6 +26,12 @@ def with_stts_count(data: bytes, count: int) -> bytes:
     """``data`` (an mp4) with the first time-to-sample entry claiming ``count`` frames."""
     at = data.index(b"stts") + 12  # type, version and flags, entry count
     return data[:at] + struct.pack(">I", count) + data[at + 4 :]
+
+
+def with_stco_offset(data: bytes, offset: int) -> bytes:
+    """``data`` (an mp4) with its first chunk said to start at byte ``offset``."""
+    at = data.index(b"stco") + 12  # type, version and flags, entry count
+    return data[:at] + struct.pack(">I", offset) + data[at + 4 :]
 
 
 def with_matroska_duration(data: bytes, value: float) -> bytes:
@@ -65,22 +74,27 @@ def test_unreadable_bytes_are_left_to_the_decoder(data: bytes) -> None:
     assert declared_frame_count_error(data) is None
 
 
-def test_damaged_headers_decode_through_the_fallback_without_aborting(tmp_path: Path) -> None:
-    """In a child process, so that a regression aborts the child and fails this test instead
+def test_damaged_containers_are_broken_samples_not_dead_processes(tmp_path: Path) -> None:
+    """In a child process, so that a regression kills the child and fails this test instead
     of killing the test session."""
     damaged = {
-        "mp4": with_stts_count(media.video(frames=6), 2_062_916_344),
-        "mkv": with_matroska_duration(media.video(frames=6, fmt="matroska"), 1e12),
+        "count.mp4": with_stts_count(media.video(frames=6), 2_062_916_344),
+        "duration.mkv": with_matroska_duration(media.video(frames=6, fmt="matroska"), 1e12),
+        "offset.mp4": with_stco_offset(media.video(frames=6), 0x7FFF_FFF0),
     }
     for name, data in damaged.items():
         (tmp_path / name).write_bytes(data)
     script = (
         "import sys, pathlib\n"
-        "from clipbert.data.decoding import build_decoder\n"
-        "decoder = build_decoder('decord', 'pyav')\n"
-        "for path in sys.argv[1:]:\n"
-        "    frames = decoder.read(pathlib.Path(path).read_bytes(), lambda info: [0, 5])\n"
-        "    print(tuple(frames.shape))\n"
+        "from clipbert.data.decoding import DecodeError, build_decoder\n"
+        "for fallback in ('pyav', None):\n"
+        "    decoder = build_decoder('decord', fallback)\n"
+        "    for path in sys.argv[1:]:\n"
+        "        try:\n"
+        "            frames = decoder.read(pathlib.Path(path).read_bytes(), lambda i: [0, 5])\n"
+        "            print(tuple(frames.shape))\n"
+        "        except DecodeError:\n"
+        "            print('broken')\n"
     )
     child = subprocess.run(
         [sys.executable, "-c", script, *(str(tmp_path / n) for n in damaged)],
@@ -89,4 +103,17 @@ def test_damaged_headers_decode_through_the_fallback_without_aborting(tmp_path: 
         timeout=120,
     )
     assert child.returncode == 0, child.stderr[-2000:]
-    assert child.stdout.split("\n")[:2] == ["(2, 3, 24, 32)"] * 2
+    # With the PyAV fallback, the first two decode (PyAV counts frames by demuxing); the only
+    # chunk of the third lies past the end. decord alone refuses or reports all three.
+    frames = "(2, 3, 24, 32)"
+    assert child.stdout.splitlines() == [frames, frames, "broken", "broken", "broken", "broken"]
+
+
+def test_decoding_leaves_no_file_descriptor_open() -> None:
+    decoder = build_decoder("decord", fallback=None)
+    data = media.video()
+    decoder.read(data, lambda info: [0])
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(20):
+        decoder.read(data, lambda info: [0, 5])
+    assert len(os.listdir("/proc/self/fd")) == before
