@@ -36,7 +36,7 @@ from common import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.tasks.base import parameter_groups
+from clipbert.tasks.base import clip_grad_norm, parameter_groups
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = {
@@ -83,7 +83,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
 
     def step() -> None:
         loss().backward()
-        torch.nn.utils.clip_grad_norm_(task.parameters(), 5.0)
+        clip_grad_norm(list(task.parameters()), 5.0)  # as ClipBertTask clips
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 

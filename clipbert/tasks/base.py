@@ -22,6 +22,17 @@ MIN_LR = 1e-8
 log = logging.getLogger(__name__)
 
 
+def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """``torch.nn.utils.clip_grad_norm_`` without its pass over every gradient when the norm is
+    within ``max_norm``: torch then multiplies each by exactly 1.0, which for a 135 M-parameter
+    model costs a read and a write of 540 MB per step. Returns the total norm, as torch does."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    norm = nn.utils.get_total_norm(grads)
+    if not norm + 1e-6 <= max_norm:  # torch's scale, max_norm / (norm + 1e-6), is below 1 (or NaN)
+        nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    return norm
+
+
 def aggregate_clip_logits(logits: torch.Tensor, how: str) -> torch.Tensor:
     """Combine per-clip logits (E, N, C) into one score per text (E, C).
 
@@ -162,7 +173,7 @@ class ClipBertTask(pl.LightningModule):
         if gradient_clip_algorithm == "value":
             nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:
-            nn.utils.clip_grad_norm_(params, gradient_clip_val)
+            clip_grad_norm(params, gradient_clip_val)
 
     def configure_optimizers(self) -> dict:
         groups = parameter_groups(

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from clipbert.tasks.base import (
     ClipBertTask,
     aggregate_clip_logits,
+    clip_grad_norm,
     parameter_groups,
     warmup_linear_decay,
 )
@@ -138,3 +139,27 @@ def test_fused_optimizer_with_fp16_scaling_is_refused_with_advice() -> None:
         pytest.skip("16-mixed (a gradient scaler) needs a GPU")
     with pytest.raises(ValueError, match="optimizer.fused=false"):
         _fit(SteepTask(fused=True), "16-mixed")
+
+
+@pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3, float("nan"), "just under the limit"])
+def test_clip_grad_norm_matches_torch_bit_for_bit(scale: float | str) -> None:
+    """Below the limit it skips torch's multiply by 1.0; above it, within torch's 1e-6 of it,
+    or for a NaN norm it scales as torch does."""
+    torch.manual_seed(0)
+    limit = 5.0
+    ours, theirs = (
+        [nn.Parameter(torch.zeros(shape)) for shape in [(30, 7), (7,), (3, 3, 3)]] for _ in "ab"
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        if isinstance(scale, str):  # one entry of 4.9999995: torch still scales, by 0.9999999
+            a.grad = torch.zeros(a.shape)
+            a.grad.view(-1)[0] = limit - 5e-7 if a is ours[0] else 0.0
+        else:
+            a.grad = torch.randn(a.shape) * scale
+        b.grad = a.grad.clone()
+    exact = {"rtol": 0, "atol": 0, "equal_nan": True}
+    torch.testing.assert_close(
+        clip_grad_norm(ours, limit), nn.utils.clip_grad_norm_(theirs, limit), **exact
+    )
+    for a, b in zip(ours, theirs, strict=True):
+        torch.testing.assert_close(a.grad, b.grad, **exact)
