@@ -9,7 +9,8 @@ precision, in the same process: the fastest of 10 products before and 10 after t
 
 Every combination of the options is one setting, run in a fresh process so that its peak
 memory is its own. ``--order original`` runs the clips one after another through the whole
-model, as the original does, for comparison with our batched pass.
+model, as the original does, for comparison with our batched pass; ``--kernels channels_last``
+puts the convolution kernels in the frames' layout instead of PyTorch's default.
 
     .venv/bin/python benchmarks/train_step.py --precision fp32 bf16
     .venv/bin/python benchmarks/train_step.py --n-clips 8 --order batched original --image-size 224
@@ -42,6 +43,7 @@ PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = {
     "precision": "precision",
     "order": "clip order",
+    "kernels": "kernels",
     "image_size": "image size",
     "n_clips": "clips",
     "num_frames": "frames",
@@ -65,6 +67,8 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     precision = setting["precision"]
     peak = gemm_peak_flops(PRECISIONS[precision], device)
     task = full_size_task(setting["order"]).to(device).train()
+    if setting["kernels"] == "channels_last":  # like the frames; the model's are planar
+        task = task.to(memory_format=torch.channels_last)
     groups = parameter_groups(
         task.named_parameters(), cnn_lr=task.cnn_lr, cnn_weight_decay=task.cnn_weight_decay
     )
@@ -116,7 +120,7 @@ def combine(measured: list[dict]) -> dict:
 
 
 def settings(args: argparse.Namespace) -> list[dict]:
-    keys = ("precision", "order", "image_size", "n_clips", "num_frames", "batch")
+    keys = ("precision", "order", "kernels", "image_size", "n_clips", "num_frames", "batch")
     values = [getattr(args, key) for key in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
@@ -125,6 +129,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--precision", nargs="+", choices=PRECISIONS, default=["fp32"])
     parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
+    parser.add_argument(
+        "--kernels",
+        nargs="+",
+        choices=["planar", "channels_last"],
+        default=["planar"],
+        help="memory layout of the convolution kernels (the model's is planar)",
+    )
     parser.add_argument("--image-size", nargs="+", type=int, default=[448])
     parser.add_argument("--n-clips", nargs="+", type=int, default=[1])
     parser.add_argument("--num-frames", nargs="+", type=int, default=[2])

@@ -58,12 +58,6 @@ class ClipBertBackbone(nn.Module):
         config = bert.config
         self.cnn = cnn
         self.grid_encoder = GridEncoder(cnn.out_channels, config.hidden_size)
-        # Frames arrive channels-last, as decoded. Kernels in the same layout spare the
-        # convolution library a reorder of every 3x3 kernel (and of its gradient) in each
-        # forward and backward: 2-4% of an fp32 training step on the CPU. Loading a state dict
-        # copies values into these parameters and keeps their layout.
-        self.cnn.to(memory_format=torch.channels_last)
-        self.grid_encoder.to(memory_format=torch.channels_last)
         self.visual_embeddings = VisualEmbeddings(
             config.hidden_size,
             max_grid_rows=max_grid_size,
