@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from clipbert.data.decoding import DecodeError, build_decoder
 from clipbert.data.headers import declared_frame_count_error
@@ -117,3 +118,13 @@ def test_decoding_leaves_no_file_descriptor_open() -> None:
     for _ in range(20):
         decoder.read(data, lambda info: [0, 5])
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+def test_without_memfd_decord_reads_the_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the system has no anonymous in-memory files (macOS, Windows) decord reads the
+    bytes directly, with the same frames."""
+    data = media.video()
+    decoder = build_decoder("decord", fallback=None)
+    expected = decoder.read(data, lambda info: [0, 3, 5])
+    monkeypatch.delattr(os, "memfd_create")
+    assert torch.equal(decoder.read(data, lambda info: [0, 3, 5]), expected)
