@@ -123,9 +123,9 @@ def decoding_child(store_path: Path) -> Iterator[DecodingChild]:
 
 
 @st.composite
-def damaged_videos(draw: st.DrawFn) -> bytes:
-    """A good mp4 or Matroska video, cut short or with bytes overwritten."""
-    video = draw(st.sampled_from([GOOD, GOOD_MATROSKA]))
+def damaged_videos(draw: st.DrawFn, videos: tuple[bytes, ...] = (GOOD, GOOD_MATROSKA)) -> bytes:
+    """One of ``videos``, cut short or with bytes overwritten."""
+    video = draw(st.sampled_from(videos))
     at = draw(st.integers(0, len(video)))
     if draw(st.booleans()):
         return video[:at]
@@ -136,6 +136,22 @@ def damaged_videos(draw: st.DrawFn) -> bytes:
 @FUZZ
 @given(st.binary(max_size=2000) | damaged_videos())
 def test_arbitrary_bytes_as_a_video(decoding_child: DecodingChild, data: bytes) -> None:
+    _check_decoded(decoding_child, data)
+
+
+@pytest.mark.slow
+@settings(
+    max_examples=6000,
+    deadline=None,
+    derandomize=True,  # the same cases every run: a longer, repeatable search than the above
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(damaged_videos(tuple(media.video(fmt=f) for f in ("mp4", "matroska", "avi", "mov"))))
+def test_many_damaged_videos_of_four_containers(decoding_child: DecodingChild, data: bytes) -> None:
+    _check_decoded(decoding_child, data)
+
+
+def _check_decoded(decoding_child: DecodingChild, data: bytes) -> None:
     outcome, detail = decoding_child.decode(data)
     if outcome == "error":
         assert "video 'fuzz'" in detail
