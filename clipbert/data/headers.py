@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import struct
+from collections.abc import Iterator
 
 # Boxes that hold the boxes on the way from the file to a video track's sample tables.
 _ISO_CONTAINERS = {b"moov", b"trak", b"mdia", b"minf", b"stbl"}
@@ -56,7 +57,8 @@ def _collect_video_counts(data: bytes, start: int, end: int, counts: list[int]) 
     for kind, body, body_end in _boxes(data, start, end):
         if kind != b"trak":
             continue
-        handlers, total = set(), None
+        handlers: set[bytes] = set()
+        total: int | None = None
         for inner, inner_start, inner_end in _walk(data, body, body_end):
             if inner == b"hdlr" and inner_end - inner_start >= 12:  # QuickTime has two
                 handlers.add(data[inner_start + 8 : inner_start + 12])
@@ -69,7 +71,7 @@ def _collect_video_counts(data: bytes, start: int, end: int, counts: list[int]) 
             counts.append(total)
 
 
-def _walk(data: bytes, start: int, end: int):
+def _walk(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """Every box below ``start``..``end`` that lies on the path to the sample tables."""
     for kind, body, body_end in _boxes(data, start, end):
         yield kind, body, body_end
@@ -77,7 +79,7 @@ def _walk(data: bytes, start: int, end: int):
             yield from _walk(data, body, body_end)
 
 
-def _boxes(data: bytes, start: int, end: int):
+def _boxes(data: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(type, body start, body end) of the boxes laid end to end in ``data[start:end]``; stops
     at the first box whose size does not fit."""
     position = start
