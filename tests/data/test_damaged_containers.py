@@ -20,7 +20,9 @@ from clipbert.data.headers import declared_frame_count_error
 from tests.reliability import media
 
 ASSETS = Path(__file__).parents[1] / "assets"
-VIDEOS = sorted(p for p in ASSETS.iterdir() if p.suffix in {".mp4", ".mov", ".mkv", ".avi"})
+VIDEOS = sorted(
+    p for p in ASSETS.iterdir() if p.suffix in {".mp4", ".mov", ".mkv", ".avi", ".webm", ".gif"}
+)
 
 
 def with_stts_count(data: bytes, count: int) -> bytes:
