@@ -42,12 +42,18 @@ def tiny_demo_overrides(demo_root: Path) -> list[str]:
     ]
 
 
-def run_train(*overrides: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
-    """``python train.py`` with ``overrides`` in a new process (output captured as text)."""
+def run_script(name: str, *args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python <name>`` (an entry point at the repository root) with ``args`` in a new process,
+    output captured as text."""
     return subprocess.run(
-        [sys.executable, str(REPO / "train.py"), *overrides],
+        [sys.executable, str(REPO / name), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def run_train(*overrides: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    """``python train.py`` with ``overrides`` in a new process (output captured as text)."""
+    return run_script("train.py", *overrides, cwd=cwd, timeout=timeout)

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from clipbert.cli.run_record import RECORD_KEY, check_targets, load_run, run_record
 from clipbert.cli.train import train
 from clipbert.data.stores import LmdbStore
-from tests.helpers import REPO, compose_config
+from tests.helpers import REPO, compose_config, run_script
 
 OFFLINE = "the clipbert test suite runs offline"
 SOURCES = [*sorted((REPO / "clipbert").rglob("*.py")), *sorted(REPO.glob("*.py"))]
@@ -115,12 +115,7 @@ def test_every_target_our_configs_compose_is_accepted() -> None:
 def test_the_commands_refuse_such_a_checkpoint_with_one_line(tmp_path: Path, entry: str) -> None:
     path = _checkpoint_naming(tmp_path, "os.system")
     args = {"predict.py": [f"ckpt_path={path}"], "convert.py": [f"src={path}", "dst=x.ckpt"]}
-    result = subprocess.run(
-        [sys.executable, str(REPO / entry), *args[entry], f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
+    result = run_script(entry, *args[entry], f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert result.returncode == 1
     assert "'os.system' at 'task.module._target_'" in result.stderr.strip().splitlines()[-1]
     assert "Traceback" not in result.stderr

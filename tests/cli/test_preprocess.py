@@ -13,18 +13,13 @@ import lmdb
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.helpers import REPO, run_script
+
 ASSETS = REPO / "tests" / "assets"
 
 
 def run_preprocess(*overrides: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / "preprocess.py"), *overrides],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_script("preprocess.py", *overrides, cwd=cwd, timeout=120)
 
 
 def test_videos_to_lmdb_with_extension_filter(tmp_path: Path) -> None:

@@ -4,22 +4,11 @@ or key and what to do, no traceback."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO, run_train, tiny_demo_overrides
-
-
-def _script(name: str, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(REPO / name), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+from tests.helpers import run_script, run_train, tiny_demo_overrides
 
 
 def _assert_clear_error(result: subprocess.CompletedProcess, *names: str) -> None:
@@ -32,12 +21,13 @@ def _assert_clear_error(result: subprocess.CompletedProcess, *names: str) -> Non
 def test_preprocess_vocab_names_the_bad_line(tmp_path: Path) -> None:
     bad = tmp_path / "train.jsonl"
     bad.write_bytes(b'{"video_id": "v", "question": "q", "answer": "a"}\n{"video_id": 3\n')
-    result = _script(
+    result = run_script(
         "preprocess.py",
         "mode=vocab",
         f"annotations=[{bad}]",
         f"dst={tmp_path / 'a.json'}",
         cwd=tmp_path,
+        timeout=300,
     )
     _assert_clear_error(result, f"{bad}:2: invalid JSON", "fix or remove the line")
 
@@ -46,12 +36,13 @@ def test_preprocess_check_names_the_missing_store(tmp_path: Path) -> None:
     annotations = tmp_path / "a.jsonl"
     annotations.write_text('{"video_id": "v", "question": "q"}\n')
     store = tmp_path / "vis_db" / "nothing_here"
-    result = _script(
+    result = run_script(
         "preprocess.py",
         "mode=check",
         f"dst={store}",
         f"annotations=[{annotations}]",
         cwd=tmp_path,
+        timeout=300,
     )
     _assert_clear_error(result, f"{store} does not exist", "set the vis_db path")
 
@@ -59,13 +50,14 @@ def test_preprocess_check_names_the_missing_store(tmp_path: Path) -> None:
 def test_predict_names_the_missing_checkpoint(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(b"")
-    result = _script(
+    result = run_script(
         "predict.py",
         f"ckpt_path={tmp_path / 'best.ckpt'}",
         f"video={video}",
         "question=what?",
         f"paths.output_dir={tmp_path / 'out'}",
         cwd=tmp_path,
+        timeout=300,
     )
     _assert_clear_error(result, str(tmp_path / "best.ckpt"))
 
@@ -121,13 +113,14 @@ def test_predict_one_broken_video_names_it(
 ) -> None:
     video = tmp_path / "clip.mp4"
     video.write_bytes(content)
-    result = _script(
+    result = run_script(
         "predict.py",
         f"ckpt_path={trained}",
         f"video={video}",
         "question=what color is it?",
         f"hydra.run.dir={tmp_path / 'out'}",
         cwd=tmp_path,
+        timeout=300,
     )
     _assert_clear_error(result, message)
 
@@ -135,12 +128,13 @@ def test_predict_one_broken_video_names_it(
 def test_predict_on_a_split_names_the_bad_annotation_line(trained: Path, tmp_path: Path) -> None:
     annotations = tmp_path / "test.jsonl"
     annotations.write_bytes(b'{"video_id": "v", "question": "q", "answer": "red"}\n\xff\xfe\n')
-    result = _script(
+    result = run_script(
         "predict.py",
         f"ckpt_path={trained}",
         "split=test",
         f"txt_db={annotations}",
         f"hydra.run.dir={tmp_path / 'out'}",
         cwd=tmp_path,
+        timeout=300,
     )
     _assert_clear_error(result, f"{annotations}:2", "UTF-8")
