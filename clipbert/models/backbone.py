@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
@@ -212,7 +213,14 @@ def build_bert(
                 f"vocab_size={vocab_size} but {folder_config} has {values['vocab_size']}"
             )
     elif config is not None:
-        values = {**config, **({"vocab_size": vocab_size} if vocab_size is not None else {})}
+        # Plain dicts all the way down: BertConfig validates its fields strictly (transformers 5
+        # with huggingface_hub 1.x refuses an omegaconf id2label), and Hydra passes containers.
+        values = {
+            key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            for key, value in config.items()
+        }
+        if vocab_size is not None:
+            values["vocab_size"] = vocab_size
     else:
         raise ValueError("give BERT config values, or a pretrained_dir that holds config.json")
     bert_config = BertConfig(**values)

@@ -4,7 +4,9 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from torch import nn
+from transformers import BertConfig
 
+import clipbert.models.backbone as backbone_module
 from clipbert.models.backbone import ClipBertBackbone, build_backbone, build_bert
 from clipbert.models.heads import MLPClassifier
 from clipbert.models.resnet import ResNet
@@ -232,6 +234,23 @@ def test_build_backbone_takes_hydra_configs() -> None:
     model = build_backbone(cnn, bert, vocab_size=50)
     assert isinstance(model.cnn, ResNet)
     assert model.bert.config.vocab_size == 50
+
+
+def test_nested_hydra_values_reach_bert_config_as_plain_dicts(monkeypatch) -> None:
+    """A checkpoint's recorded BERT values hold id2label. transformers 5 with huggingface_hub 1.x
+    (seen on a GPU machine: 5.17) refuses it as an omegaconf container; newer ones convert it."""
+    received = {}
+
+    def spy(**values):
+        received.update(values)
+        return BertConfig(**values)
+
+    monkeypatch.setattr(backbone_module, "BertConfig", spy)
+    labels = {0: "LABEL_0", 1: "LABEL_1"}
+    bert = OmegaConf.create({**TINY_BERT, "id2label": labels, "pretrained_dir": None})
+    config = build_backbone(OmegaConf.create(TINY_CNN), bert).bert.config
+    assert type(received["id2label"]) is dict and received["id2label"] == labels
+    assert config.id2label == labels
 
 
 def test_sdpa_and_eager_agree(backbone: ClipBertBackbone) -> None:
