@@ -52,7 +52,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
 
     @torch.inference_mode()
     def answer() -> torch.Tensor:
-        resized = batch.resized(args.image_size)
+        resized = batch.for_model(args.image_size)  # as the datamodule does
         with torch.autocast(device.type, torch.bfloat16, enabled=setting["precision"] == "bf16"):
             return task(resized).argmax(-1)
 

@@ -54,7 +54,8 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     batch = video_qa_batch(setting["videos"], setting["n_clips"], 2, args.text_len, device)
     captions = video_qa_batch(setting["captions"], 1, 1, args.text_len, device)
     texts = Captions(captions.input_ids, captions.attention_mask)
-    frames = batch.resized(args.image_size).frames
+    with torch.no_grad():  # as in the evaluation loop: the resize waits for the CNN's chunks
+        frames = batch.for_model(args.image_size).frames
     seconds = median_seconds(
         lambda: task.score_videos(frames, texts), repeats=args.repeats, warmup=1, device=device
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 import torch
 from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
-from clipbert.data.transforms import batch_frames, resize_pad_batch
+from clipbert.data.transforms import PendingResize, batch_frames, resize_pad_batch
 
 
 @dataclass
@@ -26,6 +26,14 @@ class FramesBatch:
     def resized(self, image_size: int) -> FramesBatch:
         """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
         return replace(self, frames=resize_pad_batch(self.frames, image_size))
+
+    def for_model(self, image_size: int) -> FramesBatch:
+        """The batch as the model takes it: resized now while autograd records (training, one
+        graph), else with the resize pending, so the CNN resizes each group of frames it reads
+        (inference memory then does not hold every frame as float32)."""
+        if torch.is_grad_enabled():
+            return self.resized(image_size)
+        return replace(self, frames=PendingResize(self.frames, image_size))
 
     def pin_memory(self) -> FramesBatch:
         """Called by the DataLoader when ``pin_memory=True``."""

@@ -263,8 +263,9 @@ class ClipBertDataModule(pl.LightningDataModule):
         return self._loader(self.predict_split, shuffle=False)
 
     def on_after_batch_transfer(self, batch: FramesBatch, dataloader_idx: int) -> FramesBatch:
-        """Resize and pad the uint8 frames on the device, exactly as the original (float)."""
-        return batch.resized(self.image_size)
+        """Resize and pad the uint8 frames on the device, exactly as the original (float); at
+        inference the CNN does it group by group (``FramesBatch.for_model``)."""
+        return batch.for_model(self.image_size)
 
 
 class VideoQADataModule(ClipBertDataModule):

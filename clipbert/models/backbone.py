@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from clipbert.data.transforms import PendingResize
 from clipbert.models.checkpoints import load_bert_weights, load_grid_feat
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
@@ -33,8 +34,9 @@ class ClipBertBackbone(nn.Module):
     memory in one run), and the CNN runs once per video however many texts share it.
     Everything after the CNN is computed per (text, clip) pair, so dropout draws independent
     masks per pair exactly as the original's per-clip forwards do. Without autograd (inference)
-    the CNN takes at most ``eval_frames_per_pass`` frames at a time, so memory does not grow
-    with the number of clips.
+    the CNN takes at most ``eval_frames_per_pass`` frames at a time (resizing them just before,
+    when their resize is pending) and BERT at most ``eval_pairs_per_pass`` (text, clip) pairs,
+    so memory grows little with the number of clips.
     """
 
     def __init__(
@@ -48,12 +50,15 @@ class ClipBertBackbone(nn.Module):
         pixel_std: Sequence[float] = PIXEL_STD_RGB,
         clip_order: str = "batched",
         eval_frames_per_pass: int = 8,
+        eval_pairs_per_pass: int = 128,
     ) -> None:
         super().__init__()
         if clip_order not in CLIP_ORDERS:
             raise ValueError(f"clip_order must be one of {CLIP_ORDERS}, got {clip_order!r}")
         if eval_frames_per_pass < 1:
             raise ValueError(f"eval_frames_per_pass must be >= 1, got {eval_frames_per_pass}")
+        if eval_pairs_per_pass < 1:
+            raise ValueError(f"eval_pairs_per_pass must be >= 1, got {eval_pairs_per_pass}")
         if bert.pooler is None:
             raise ValueError("ClipBERT pools the text [CLS]: build BertModel with its pooler")
         config = bert.config
@@ -75,22 +80,29 @@ class ClipBertBackbone(nn.Module):
         self.register_buffer("pixel_std", _channel_vector(pixel_std), persistent=False)
         self.clip_order = clip_order
         self.eval_frames_per_pass = eval_frames_per_pass
+        self.eval_pairs_per_pass = eval_pairs_per_pass
 
     @property
     def hidden_size(self) -> int:
         return self.bert.config.hidden_size
 
-    def encode_frames(self, frames: Tensor) -> Tensor:
+    def encode_frames(self, frames: Tensor | PendingResize) -> Tensor:
         """RGB frames (..., 3, S, S), uint8 or float in 0-255 -> grids (..., h, w, H).
 
-        Normalisation happens here, on the model's device, so loaders can ship uint8.
+        Normalisation happens here, on the model's device, so loaders can ship uint8. Frames
+        whose resize is pending are resized chunk by chunk at inference, all at once otherwise.
         """
         lead = frames.shape[:-3]
-        flat = frames.reshape(-1, *frames.shape[-3:])
         if torch.is_grad_enabled():
-            grid = self._cnn_grid(flat)
+            if isinstance(frames, PendingResize):
+                frames = frames.resolve()
+            grid = self._cnn_grid(frames.reshape(-1, *frames.shape[-3:]))
         else:
-            grid = torch.cat([self._cnn_grid(c) for c in flat.split(self.eval_frames_per_pass)])
+            if isinstance(frames, PendingResize):
+                chunks = frames.chunks(self.eval_frames_per_pass)
+            else:
+                chunks = frames.reshape(-1, *frames.shape[-3:]).split(self.eval_frames_per_pass)
+            grid = torch.cat([self._cnn_grid(c) for c in chunks])
         return grid.permute(0, 2, 3, 1).reshape(*lead, *grid.shape[2:], grid.shape[1])
 
     def _cnn_grid(self, frames: Tensor) -> Tensor:
@@ -101,7 +113,7 @@ class ClipBertBackbone(nn.Module):
 
     def encode(
         self,
-        frames: Tensor,
+        frames: Tensor | PendingResize,
         input_ids: Tensor,
         attention_mask: Tensor,
         visual_index: Tensor | None = None,
@@ -113,9 +125,14 @@ class ClipBertBackbone(nn.Module):
         with video i. Each text is paired with each of its video's N clips.
         """
         if self.clip_order == "original":  # one whole forward per clip, as the original
+            per_clip = (
+                frames.split_clips()
+                if isinstance(frames, PendingResize)
+                else frames.split(1, dim=1)
+            )
             clips = [
                 self.encode_grid(self.encode_frames(clip), input_ids, attention_mask, visual_index)
-                for clip in frames.split(1, dim=1)
+                for clip in per_clip
             ]
             return torch.cat(clips, dim=1)
         return self.encode_grid(self.encode_frames(frames), input_ids, attention_mask, visual_index)
@@ -129,12 +146,9 @@ class ClipBertBackbone(nn.Module):
     ) -> Tensor:
         """``encode`` from the CNN grids (V, N, T, h, w, H) of ``encode_frames``, so that a
         training step can pair one CNN pass with several sets of texts."""
-        num_videos, num_clips = grid.shape[:2]
+        num_clips = grid.shape[1]
         num_texts = input_ids.shape[0]
-        if visual_index is None:
-            if num_texts != num_videos:
-                raise ValueError(f"{num_texts} texts but {num_videos} videos: pass visual_index")
-            visual_index = torch.arange(num_videos, device=grid.device)
+        visual_index = _pair_index(visual_index, num_texts, grid)
         pair_grid = grid[visual_index].flatten(0, 1)  # (E*N, T, h, w, H), text-major
         hidden = self.joint(
             self.visual_embeddings(pair_grid),
@@ -147,7 +161,7 @@ class ClipBertBackbone(nn.Module):
         """Pooled text [CLS] (..., H) of sequence outputs (..., L + tokens, H)."""
         return self.bert.pooler(hidden.flatten(0, -3)).unflatten(0, hidden.shape[:-2])
 
-    def video_tokens(self, frames: Tensor) -> Tensor:
+    def video_tokens(self, frames: Tensor | PendingResize) -> Tensor:
         """Visual tokens (V, N, tokens, H) of each clip, to pair with many texts in evaluation.
 
         Equal to what ``encode`` computes per pair in eval mode, where the visual embeddings
@@ -169,13 +183,43 @@ class ClipBertBackbone(nn.Module):
 
     def forward(
         self,
-        frames: Tensor,
+        frames: Tensor | PendingResize,
         input_ids: Tensor,
         attention_mask: Tensor,
         visual_index: Tensor | None = None,
     ) -> Tensor:
-        """Pooled text [CLS] (E, N, H) per (text, clip); see ``encode`` for the inputs."""
-        return self.pool(self.encode(frames, input_ids, attention_mask, visual_index))
+        """Pooled text [CLS] (E, N, H) per (text, clip); see ``encode`` for the inputs.
+
+        At inference BERT takes at most ``eval_pairs_per_pass`` (text, clip) pairs at a time
+        after the one CNN pass, so its activations do not grow with texts x clips.
+        """
+        if torch.is_grad_enabled() or self.clip_order == "original":
+            return self.pool(self.encode(frames, input_ids, attention_mask, visual_index))
+        grid = self.encode_frames(frames)
+        visual_index = _pair_index(visual_index, input_ids.shape[0], grid)
+        step = max(1, self.eval_pairs_per_pass // grid.shape[1])
+        return torch.cat(
+            [
+                self.pool(
+                    self.encode_grid(
+                        grid,
+                        input_ids[s : s + step],
+                        attention_mask[s : s + step],
+                        visual_index[s : s + step],
+                    )
+                )
+                for s in range(0, input_ids.shape[0], step)
+            ]
+        )
+
+
+def _pair_index(visual_index: Tensor | None, num_texts: int, grid: Tensor) -> Tensor:
+    """Each text's video; None pairs text i with video i."""
+    if visual_index is not None:
+        return visual_index
+    if num_texts != grid.shape[0]:
+        raise ValueError(f"{num_texts} texts but {grid.shape[0]} videos: pass visual_index")
+    return torch.arange(num_texts, device=grid.device)
 
 
 def _channel_vector(values: Sequence[float]) -> Tensor:
@@ -242,6 +286,7 @@ def build_backbone(
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
     clip_order: str = "batched",
     eval_frames_per_pass: int = 8,
+    eval_pairs_per_pass: int = 128,
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
     ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
@@ -268,4 +313,5 @@ def build_backbone(
         pixel_std=pixel_std,
         clip_order=clip_order,
         eval_frames_per_pass=eval_frames_per_pass,
+        eval_pairs_per_pass=eval_pairs_per_pass,
     )

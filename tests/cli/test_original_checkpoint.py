@@ -46,8 +46,10 @@ def original_checkpoint(train_config, tmp_path: Path):
 
 
 def _predict(demo_root: Path, out: Path, *overrides: str) -> tuple[dict, list[dict]]:
+    """predict.py on the CPU, like the reference (on a GPU near-equal answers could swap)."""
     cfg = compose_config(
-        "predict", [f"data_root={demo_root}", "split=test", "num_workers=0", *overrides]
+        "predict",
+        [f"data_root={demo_root}", "split=test", "num_workers=0", "accelerator=cpu", *overrides],
     )
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)

@@ -8,8 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from clipbert.data.collate import FramesBatch
 from clipbert.data.decoding import build_decoder
-from clipbert.data.transforms import batch_frames, resize_pad, resize_pad_batch, resized_shape
+from clipbert.data.transforms import (
+    PendingResize,
+    batch_frames,
+    resize_pad,
+    resize_pad_batch,
+    resized_shape,
+)
 from tests.helpers import FIXTURES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -73,6 +80,43 @@ def test_videos_of_mixed_sizes_stay_ragged_and_each_is_resized_alone() -> None:
     assert out.shape == (3, 2, 3, 64, 64) and out.dtype == torch.float32
     for video, resized in zip(videos, out, strict=True):
         assert torch.equal(resized, resize_pad(video, 64))
+
+
+@pytest.mark.parametrize("ragged", [False, True])
+def test_a_pending_resize_gives_the_same_frames_chunk_by_chunk(ragged: bool) -> None:
+    sizes = [(30, 40), (50, 20), (30, 40)] if ragged else [(30, 40)] * 3
+    videos = [_random_frames(2 * 3, h, w).unflatten(0, (2, 3)) for h, w in sizes]  # 2 clips x 3
+    frames = batch_frames(videos)
+    assert isinstance(frames, tuple) == ragged
+    pending = PendingResize(frames, 64)
+    whole = resize_pad_batch(frames, 64)
+    assert pending.shape == whole.shape == (3, 2, 3, 3, 64, 64) and len(pending) == 3
+    assert torch.equal(pending.resolve(), whole)
+    chunks = list(pending.chunks(4))
+    assert max(len(c) for c in chunks) <= 4
+    assert torch.equal(torch.cat(chunks), whole.flatten(0, 2))
+    per_clip = pending.split_clips()
+    assert [clip.shape for clip in per_clip] == [(3, 1, 3, 3, 64, 64)] * 2
+    assert torch.equal(torch.cat([c.resolve() for c in per_clip], dim=1), whole)
+
+
+def test_a_pending_resize_runs_in_float32_under_autocast_and_leaves_it_on() -> None:
+    """bf16 autocast must not reach the resize (parity), nor be off for the CNN pass after it."""
+    frames = torch.stack([_random_frames(4, 30, 40)])
+    expected = resize_pad(frames, 64).flatten(0, 1)
+    with torch.autocast("cpu", torch.bfloat16):
+        for chunk, start in zip(PendingResize(frames, 64).chunks(3), (0, 3), strict=True):
+            assert torch.is_autocast_enabled("cpu")
+            assert torch.equal(chunk, expected[start : start + 3])
+        assert torch.equal(PendingResize(frames, 64).resolve().flatten(0, 1), expected)
+
+
+def test_the_batch_is_resized_now_for_training_and_later_for_inference() -> None:
+    batch = FramesBatch(batch_frames([_random_frames(2, 30, 40)] * 2))
+    assert isinstance(batch.for_model(64).frames, torch.Tensor)  # autograd on: one graph
+    for context in (torch.no_grad, torch.inference_mode):
+        with context():
+            assert isinstance(batch.for_model(64).frames, PendingResize)
 
 
 def test_matches_the_original_image_resize_and_pad() -> None:

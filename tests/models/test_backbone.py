@@ -7,6 +7,7 @@ from torch import nn
 from transformers import BertConfig
 
 import clipbert.models.backbone as backbone_module
+from clipbert.data.transforms import PendingResize, resize_pad
 from clipbert.models.backbone import ClipBertBackbone, build_backbone, build_bert
 from clipbert.models.heads import MLPClassifier
 from clipbert.models.resnet import ResNet
@@ -115,8 +116,50 @@ def test_inference_runs_the_cnn_in_chunks_with_the_same_result() -> None:
     assert calls == [12]
 
 
+@pytest.mark.parametrize("clip_order", ["batched", "original"])
+def test_pending_resize_goes_through_the_cnn_chunk_by_chunk(clip_order: str) -> None:
+    """At inference each chunk is resized just before its CNN pass; the outputs are those of
+    frames resized beforehand. With autograd the whole batch is resized and runs in one pass."""
+    video = frames(2, 3, size=96)  # 12 frames of 96x96 -> 192
+    ids, mask = texts(3)
+    index = torch.tensor([0, 1, 1])
+    model = tiny_backbone(eval_frames_per_pass=5, clip_order=clip_order)
+    resized = []
+    model.cnn.register_forward_pre_hook(lambda module, args: resized.append(args[0].shape))
+    with torch.no_grad():
+        expected = model(resize_pad(video, 192), ids, mask, index)
+        resized.clear()
+        got = model(PendingResize(video, 192), ids, mask, index)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
+    assert all(len(shape) == 4 and shape[0] <= 5 and shape[-1] == 192 for shape in resized)
+    assert sum(shape[0] for shape in resized) == 12
+    if clip_order == "batched":
+        resized.clear()
+        model(PendingResize(video, 192), ids, mask, index)
+        assert [shape[0] for shape in resized] == [12]
+
+
+def test_inference_runs_bert_over_pairs_in_chunks_with_the_same_result() -> None:
+    video = frames(2, 3)
+    ids, mask = texts(5)
+    index = torch.tensor([0, 1, 1, 0, 1])  # 5 texts x 3 clips = 15 pairs
+    whole = tiny_backbone(eval_pairs_per_pass=15)
+    chunked = tiny_backbone(eval_pairs_per_pass=7)  # 2 texts (6 pairs) per pass
+    passes = []
+    chunked.bert.encoder.register_forward_pre_hook(lambda m, args: passes.append(len(args[0])))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            chunked(video, ids, mask, index), whole(video, ids, mask, index), rtol=0, atol=1e-5
+        )
+    assert passes == [6, 6, 3]
+    passes.clear()
+    chunked(video, ids, mask, index)  # with autograd (training) one pass keeps one graph
+    assert passes == [15]
+
+
 @pytest.mark.parametrize(
-    ("option", "value"), [("clip_order", "sequential"), ("eval_frames_per_pass", 0)]
+    ("option", "value"),
+    [("clip_order", "sequential"), ("eval_frames_per_pass", 0), ("eval_pairs_per_pass", 0)],
 )
 def test_bad_backbone_options_are_refused(option: str, value: object) -> None:
     with pytest.raises(ValueError, match=option):
