@@ -260,7 +260,9 @@ def build_bert(
         # Plain dicts all the way down: BertConfig validates its fields strictly (transformers 5
         # with huggingface_hub 1.x refuses an omegaconf id2label), and Hydra passes containers.
         values = {
-            key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            key: OmegaConf.to_container(value, resolve=True)
+            if OmegaConf.is_config(value)
+            else value
             for key, value in config.items()
         }
         if vocab_size is not None:
