@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from clipbert.cli import CONFIG_DIR
 
@@ -26,6 +26,14 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
     """Compose a shipped config the way the entry points do, with the given overrides."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=name, overrides=overrides)
+
+
+def predict_config(out: Path | str, *overrides: str) -> DictConfig:
+    """The predict.py config with ``overrides``, writing its outputs to ``out``."""
+    cfg = compose_config("predict", list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
 
 
 def tiny_demo_overrides(demo_root: Path) -> list[str]:

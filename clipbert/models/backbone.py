@@ -197,20 +197,15 @@ class ClipBertBackbone(nn.Module):
             return self.pool(self.encode(frames, input_ids, attention_mask, visual_index))
         grid = self.encode_frames(frames)
         visual_index = _pair_index(visual_index, input_ids.shape[0], grid)
-        step = max(1, self.eval_pairs_per_pass // grid.shape[1])
-        return torch.cat(
-            [
-                self.pool(
-                    self.encode_grid(
-                        grid,
-                        input_ids[s : s + step],
-                        attention_mask[s : s + step],
-                        visual_index[s : s + step],
-                    )
-                )
-                for s in range(0, input_ids.shape[0], step)
-            ]
-        )
+        step = max(1, self.eval_pairs_per_pass // grid.shape[1])  # texts per pass
+        pooled = []
+        for start in range(0, input_ids.shape[0], step):
+            texts = slice(start, start + step)
+            hidden = self.encode_grid(
+                grid, input_ids[texts], attention_mask[texts], visual_index[texts]
+            )
+            pooled.append(self.pool(hidden))
+        return torch.cat(pooled)
 
 
 def _pair_index(visual_index: Tensor | None, num_texts: int, grid: Tensor) -> Tensor:

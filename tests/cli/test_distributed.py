@@ -13,7 +13,7 @@ from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import build_task
-from tests.helpers import compose_config, run_train, tiny_demo_overrides
+from tests.helpers import compose_config, predict_config, run_train, tiny_demo_overrides
 
 
 def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -> None:
@@ -37,12 +37,9 @@ def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -
     assert metrics["test/broken"] == 0
 
     out = tmp_path / "predict"  # one process, the same checkpoint
-    pcfg = compose_config(
-        "predict", [f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "split=test"]
+    single = predict(
+        predict_config(out, f"ckpt_path={run / 'checkpoints' / 'best.ckpt'}", "split=test")
     )
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
-    single = predict(pcfg)
     for key in ("r1_t2v", "r5_t2v", "median_rank_t2v", "r1_v2t", "mean_rank_v2t"):
         assert metrics[f"test/{key}"] == single[key], key
 

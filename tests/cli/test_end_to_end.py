@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
-from tests.helpers import compose_config
+from tests.helpers import predict_config
 
 
 def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
@@ -33,10 +32,7 @@ def test_train_then_predict(train_config, tmp_path: Path, capsys) -> None:
     assert {"tokenizer.json", "vocab.txt"} & set(record["tokenizer_files"])
 
     out = tmp_path / "predict"
-    pcfg = compose_config("predict", [f"ckpt_path={best}", "split=test", "n_clips=2"])
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
-    pred_metrics = predict(pcfg)
+    pred_metrics = predict(predict_config(out, f"ckpt_path={best}", "split=test", "n_clips=2"))
     assert not torch.backends.cudnn.allow_tf32  # tf32=false (default): parity with fp32
 
     lines = (out / "predictions.jsonl").read_text().splitlines()
@@ -69,14 +65,10 @@ def test_predict_refuses_an_answer_vocabulary_other_than_the_checkpoints(
     first, second = sorted(labels, key=labels.get)[:2]
     labels[first], labels[second] = labels[second], labels[first]
     ans2label.write_text(json.dumps(labels))
-    pcfg = compose_config(
-        "predict",
-        [
-            f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'best.ckpt'}",
-            f"data_root={moved}",
-        ],
+    pcfg = predict_config(
+        tmp_path / "predict",
+        f"ckpt_path={Path(cfg.paths.output_dir) / 'checkpoints' / 'best.ckpt'}",
+        f"data_root={moved}",
     )
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(tmp_path / "predict")
     with pytest.raises(ValueError, match=r"ans2label\.json .*differ at label 0"):
         predict(pcfg)

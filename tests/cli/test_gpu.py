@@ -10,21 +10,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
-from tests.helpers import compose_config
+from tests.helpers import predict_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 
 def _predict(ckpt: Path, out: Path, accelerator: str) -> list[dict]:
-    cfg = compose_config(
-        "predict", [f"ckpt_path={ckpt}", "split=test", f"accelerator={accelerator}"]
-    )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
+    cfg = predict_config(out, f"ckpt_path={ckpt}", "split=test", f"accelerator={accelerator}")
     assert predict(cfg)["broken"] == 0
     return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
 

@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import open_dict
 
 from clipbert.cli.convert import convert
 from clipbert.cli.predict import predict
 from clipbert.cli.train import build_task
 from clipbert.models.checkpoints import to_original_state_dict
-from tests.helpers import compose_config
+from tests.helpers import compose_config, predict_config
 
 REPO = Path(__file__).resolve().parents[2]
 # The original's CNN: detectron2 FrozenBN, stride in the 1x1 conv.
@@ -47,12 +46,9 @@ def original_checkpoint(train_config, tmp_path: Path):
 
 def _predict(demo_root: Path, out: Path, *overrides: str) -> tuple[dict, list[dict]]:
     """predict.py on the CPU, like the reference (on a GPU near-equal answers could swap)."""
-    cfg = compose_config(
-        "predict",
-        [f"data_root={demo_root}", "split=test", "num_workers=0", "accelerator=cpu", *overrides],
+    cfg = predict_config(
+        out, f"data_root={demo_root}", "split=test", "num_workers=0", "accelerator=cpu", *overrides
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out)
     metrics = predict(cfg)
     lines = (out / "predictions.jsonl").read_text().splitlines()
     return metrics, [json.loads(line) for line in lines]

@@ -16,7 +16,7 @@ from clipbert.cli import CONFIG_DIR
 from clipbert.cli.predict import predict
 from clipbert.cli.train import build_task, train
 from clipbert.demo.generate import DemoPaths
-from tests.helpers import compose_config
+from tests.helpers import compose_config, predict_config
 
 TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
@@ -146,18 +146,14 @@ def test_msrvtt_mc_scores_a_retrieval_checkpoint(original_layout: Path, tmp_path
     train(cfg)
     checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     out = tmp_path / "mc"
-    pcfg = compose_config(
-        "predict",
-        [
-            f"ckpt_path={checkpoint}",
-            "task=msrvtt_mc",
-            f"data_root={original_layout}",
-            "split=test",
-            "num_workers=0",
-        ],
+    pcfg = predict_config(
+        out,
+        f"ckpt_path={checkpoint}",
+        "task=msrvtt_mc",
+        f"data_root={original_layout}",
+        "split=test",
+        "num_workers=0",
     )
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
     metrics = predict(pcfg)
     answers = json.loads((out / "mc_test_results.json").read_text())
     assert len(answers) == 4 * 8 and set(answers.values()) <= set(range(5))

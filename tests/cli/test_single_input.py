@@ -12,7 +12,7 @@ from clipbert import Predictor
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
 from clipbert.data.decoding import DecodeError
-from tests.helpers import compose_config
+from tests.helpers import predict_config
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 VIDEOS = [
@@ -47,17 +47,13 @@ def test_open_ended_answers_for_every_real_video(train_config, capsys) -> None:
     with pytest.raises(DecodeError, match="broken_truncated.jpg|could not"):
         predictor.answer(ASSETS / "broken_truncated.jpg", "what shape do you see?")
 
-    cfg = compose_config(
-        "predict",
-        [
-            f"ckpt_path={checkpoint}",
-            f"video={ASSETS / VIDEOS[2]}",
-            "question=how are the shapes moving?",
-            "top_k=3",
-        ],
+    cfg = predict_config(
+        "unused",
+        f"ckpt_path={checkpoint}",
+        f"video={ASSETS / VIDEOS[2]}",
+        "question=how are the shapes moving?",
+        "top_k=3",
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = "unused"
     printed = predict(cfg)
     assert len(printed) == 3
     assert "how are the shapes moving?" in capsys.readouterr().out

@@ -8,13 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
 from clipbert.demo.generate import DemoPaths
 from clipbert.models.backbone import ClipBertBackbone
-from tests.helpers import compose_config
+from tests.helpers import predict_config
 
 QA_DEMO_TASKS = ["demo_image_qa", "demo_mc", "demo_video_qa"]
 ANSWER_TYPES = {
@@ -34,10 +33,7 @@ def test_demo_task_trains_and_predicts(train_config, tmp_path: Path, task: str) 
     best = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
 
     out = tmp_path / "predict"
-    pcfg = compose_config("predict", [f"ckpt_path={best}", "split=test", "num_workers=0"])
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
-    scores = predict(pcfg)
+    scores = predict(predict_config(out, f"ckpt_path={best}", "split=test", "num_workers=0"))
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == QUESTIONS_PER_TEST_VIDEO * TEST_VIDEOS
     if task == "demo_image_qa":  # one gold answer per demo question, with score 1
@@ -96,11 +92,9 @@ def test_retrieval_demo_trains_ranks_and_predicts(train_config, tmp_path: Path) 
     out = tmp_path / "predict"
     best = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
     # on the CPU as trained: on a GPU the close scores of an untrained model can swap ranks
-    pcfg = compose_config(
-        "predict", [f"ckpt_path={best}", "split=test", "num_workers=0", "accelerator=cpu"]
+    pcfg = predict_config(
+        out, f"ckpt_path={best}", "split=test", "num_workers=0", "accelerator=cpu"
     )
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
     predicted = predict(pcfg)
     assert predicted["r1_t2v"] == pytest.approx(metrics["test/r1_t2v"])
     rankings = [json.loads(line) for line in (out / "rankings.jsonl").read_text().splitlines()]
@@ -163,10 +157,7 @@ def test_evaluation_lists_unreadable_videos_and_counts_them_wrong(
     out = tmp_path / "predict"
     checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     overrides = [f"txt_db={questions}", f"vis_db={store}", "num_workers=0"]
-    pcfg = compose_config("predict", [f"ckpt_path={checkpoint}", *overrides])
-    with open_dict(pcfg):
-        pcfg.paths.output_dir = str(out)
-    metrics = predict(pcfg)
+    metrics = predict(predict_config(out, f"ckpt_path={checkpoint}", *overrides))
     records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     broken = [r for r in records if "broken" in r]
     assert len(records) == len(rows) and metrics["broken"] == len(broken) == 5  # 4 + 1
