@@ -29,11 +29,14 @@ VOCAB_SIZE = 30522  # bert-base-uncased
 SOURCE_SIZE = (240, 320)  # MSRVTT's frame size; the device resizes to image_size as in training
 
 
-def full_size_task(clip_order: str = "batched", task: str = "msrvtt_qa") -> ClipBertTask:
+def full_size_task(
+    clip_order: str = "batched", task: str = "msrvtt_qa", compile: bool = False
+) -> ClipBertTask:
     """The module ``train.py task=...`` composes (ResNet-50 + BERT-base; for MSRVTT-QA 1500
     answers and lse over clips), randomly initialised: speed does not depend on weights."""
+    overrides = [f"task={task}", f"model.clip_order={clip_order}", f"model.compile={compile}"]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        cfg = compose("train", overrides=[f"task={task}", f"model.clip_order={clip_order}"])
+        cfg = compose("train", overrides=overrides)
     backbone = build_backbone(cfg.model, vocab_size=VOCAB_SIZE)
     data = {}
     if cfg.task.module._target_.endswith(".VideoQATask"):

@@ -10,10 +10,12 @@ precision, in the same process: the fastest of 10 products before and 10 after t
 Every combination of the options is one setting, run in a fresh process so that its peak
 memory is its own. ``--order original`` runs the clips one after another through the whole
 model, as the original does, for comparison with our batched pass; ``--kernels channels_last``
-puts the convolution kernels in the frames' layout instead of PyTorch's default.
+puts the convolution kernels in the frames' layout instead of PyTorch's default; ``--compile on``
+sets ``model.compile=true`` (compiling happens in the warm-up steps, outside the timing).
 
     .venv/bin/python benchmarks/train_step.py --precision fp32 bf16
     .venv/bin/python benchmarks/train_step.py --n-clips 8 --order batched original --image-size 224
+    .venv/bin/python benchmarks/train_step.py --precision fp32 bf16 --compile off on --rounds 3
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ COLUMNS = {
     "precision": "precision",
     "order": "clip order",
     "kernels": "kernels",
+    "compile": "compiled",
     "image_size": "image size",
     "n_clips": "clips",
     "num_frames": "frames",
@@ -66,7 +69,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     precision = setting["precision"]
     peak = gemm_peak_flops(PRECISIONS[precision], device)
-    task = full_size_task(setting["order"]).to(device).train()
+    task = full_size_task(setting["order"], compile=setting["compile"] == "on").to(device).train()
     if setting["kernels"] == "channels_last":  # like the frames; the model's are planar
         task = task.to(memory_format=torch.channels_last)
     groups = parameter_groups(
@@ -78,12 +81,11 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     )
     if args.planar_frames:
         batch.frames = batch.frames.contiguous()
-    forward = torch.compile(task) if args.compile else task
 
     def loss() -> torch.Tensor:
         resized = batch.resized(setting["image_size"])  # as on_after_batch_transfer does
         with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-            return task._loss(forward(resized), task.targets(resized))
+            return task._loss(task(resized), task.targets(resized))
 
     def step() -> None:
         loss().backward()
@@ -120,7 +122,16 @@ def combine(measured: list[dict]) -> dict:
 
 
 def settings(args: argparse.Namespace) -> list[dict]:
-    keys = ("precision", "order", "kernels", "image_size", "n_clips", "num_frames", "batch")
+    keys = (
+        "precision",
+        "order",
+        "kernels",
+        "compile",
+        "image_size",
+        "n_clips",
+        "num_frames",
+        "batch",
+    )
     values = [getattr(args, key) for key in keys]
     return [dict(zip(keys, combo, strict=True)) for combo in itertools.product(*values)]
 
@@ -151,7 +162,13 @@ def main() -> None:
         action="store_true",
         help="frames in planar (NCHW) memory instead of the decoders' channels-last",
     )
-    parser.add_argument("--compile", action="store_true", help="torch.compile the module")
+    parser.add_argument(
+        "--compile",
+        nargs="+",
+        choices=["off", "on"],
+        default=["off"],
+        help="model.compile: torch.compile the CNN, grid encoder and BERT encoder",
+    )
     parser.add_argument(
         "--keep-freed-memory",
         action=argparse.BooleanOptionalAction,

@@ -58,11 +58,15 @@ def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> D
     return dm
 
 
-def build_module(run: LoadedRun, score_agg: str | None) -> pl.LightningModule:
-    """Rebuild the trained module from the run record and load its weights strictly."""
+def build_module(
+    run: LoadedRun, score_agg: str | None, compile: bool = False
+) -> pl.LightningModule:
+    """Rebuild the trained module from the run record and load its weights strictly.
+    Whether to ``torch.compile`` is this prediction's choice, not the training run's."""
     train_cfg = OmegaConf.create(run.config)
     model_cfg = train_cfg.model
     model_cfg.cnn_weights = None  # the checkpoint holds every weight
+    model_cfg.compile = compile
     model_cfg.bert = {
         "pretrained_dir": None,
         "attn_implementation": model_cfg.bert.attn_implementation,
@@ -122,7 +126,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     run = load_any_run(cfg.ckpt_path, cfg)
     tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
     datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))
-    module = build_module(run, cfg.score_agg)
+    module = build_module(run, cfg.score_agg, cfg.compile)
     check_vocabulary(datamodule, module.hparams.get("answer_vocabulary"))
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,

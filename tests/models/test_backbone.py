@@ -318,3 +318,26 @@ def test_mlp_classifier() -> None:
     pooled = torch.randn(3, 2, HIDDEN)
     assert head(pooled).shape == (3, 2, 5)
     torch.testing.assert_close(head(pooled), head(pooled))  # no dropout in eval
+
+
+def test_compiled_parts_give_the_eager_outputs_and_gradients() -> None:
+    """``model.compile=true`` compiles the CNN, grid encoder and BERT encoder in place: the
+    same numbers and parameter names (so checkpoints load either way), and it really compiles."""
+    no_dropout = {**TINY_BERT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    torch.manual_seed(0)
+    eager = build_backbone(TINY_CNN, no_dropout).train()
+    torch.manual_seed(0)
+    compiled = build_backbone(TINY_CNN, no_dropout, compile=True).train()
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    video = frames(2, 2, size=64)
+    ids, mask = texts(2)
+    compiled_frames = torch._dynamo.utils.counters["frames"]
+    before = compiled_frames["ok"]
+    outputs = [backbone(video, ids, mask).square().sum() for backbone in (eager, compiled)]
+    assert compiled_frames["ok"] - before >= 3  # at least a graph per compiled part
+    for output in outputs:
+        output.backward()
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=1e-4, atol=1e-4)
+    for (name, expected), got in zip(eager.named_parameters(), compiled.parameters(), strict=True):
+        if expected.grad is not None:
+            torch.testing.assert_close(got.grad, expected.grad, rtol=1e-3, atol=1e-4, msg=name)
