@@ -120,7 +120,13 @@ class ClipBertBackbone(nn.Module):
         """(F, 3, S, S) RGB 0-255 -> CNN grid (F, H, h, w)."""
         # The CNN was trained on BGR input; flipping before the cast moves 1 byte per pixel.
         x = (frames.flip(1).float() - self.pixel_mean.flip(0)) / self.pixel_std.flip(0)
-        return self.grid_encoder(self.cnn(x.to(self.cnn.conv1.weight.dtype)))
+        features = self.cnn(x.to(self.cnn.conv1.weight.dtype))
+        if features.is_cpu:
+            # With channels-last input, oneDNN reorders the grid encoder's kernel (the largest
+            # in the model, 14 M weights) in each pass; a planar copy of the small feature map
+            # costs less: 3% of an fp32 CPU training step, neutral in bf16 (benchmarks/RESULTS.md).
+            features = features.contiguous()
+        return self.grid_encoder(features)
 
     def encode(
         self,

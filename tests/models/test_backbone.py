@@ -79,6 +79,23 @@ def test_encode_frames_normalises_and_flips_to_bgr(backbone: ClipBertBackbone) -
         torch.testing.assert_close(backbone.encode_frames(video.float()), expected)
 
 
+def test_grid_encoder_gets_planar_features_on_the_cpu(backbone: ClipBertBackbone) -> None:
+    """Decoded frames are channels-last and so are the CNN's features; on a CPU the grid
+    encoder's big kernel is cheaper to use with a planar feature map (a speed choice only)."""
+    video = frames(1, 1, 2, 64)[0, 0].contiguous(memory_format=torch.channels_last)
+    layouts = []
+    hook = backbone.grid_encoder.register_forward_pre_hook(
+        lambda module, args: layouts.append(args[0].is_contiguous())
+    )
+    try:
+        with torch.no_grad():
+            planar = backbone.encode_frames(video)
+    finally:
+        hook.remove()
+    assert layouts == [True]
+    torch.testing.assert_close(planar, backbone.encode_frames(video.contiguous()))
+
+
 def test_batched_clips_equal_one_clip_at_a_time(backbone: ClipBertBackbone) -> None:
     video = frames(2, 3)
     ids, mask = texts(3)
