@@ -60,6 +60,8 @@ class ClipBertBackbone(nn.Module):
             raise ValueError(f"eval_frames_per_pass must be >= 1, got {eval_frames_per_pass}")
         if eval_pairs_per_pass < 1:
             raise ValueError(f"eval_pairs_per_pass must be >= 1, got {eval_pairs_per_pass}")
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be true or false, got {compile!r}")
         if bert.pooler is None:
             raise ValueError("ClipBERT pools the text [CLS]: build BertModel with its pooler")
         config = bert.config

@@ -176,7 +176,12 @@ def test_inference_runs_bert_over_pairs_in_chunks_with_the_same_result() -> None
 
 @pytest.mark.parametrize(
     ("option", "value"),
-    [("clip_order", "sequential"), ("eval_frames_per_pass", 0), ("eval_pairs_per_pass", 0)],
+    [
+        ("clip_order", "sequential"),
+        ("eval_frames_per_pass", 0),
+        ("eval_pairs_per_pass", 0),
+        ("compile", "yes"),
+    ],
 )
 def test_bad_backbone_options_are_refused(option: str, value: object) -> None:
     with pytest.raises(ValueError, match=option):
