@@ -43,8 +43,10 @@ bench: venv
 	$(PY) benchmarks/ranking.py --captions 8 32 128
 	$(PY) benchmarks/loader.py --rounds 3
 
+# ruff, and the import layers of docs/architecture.md (import-linter contracts in pyproject.toml)
 lint: venv
 	$(PY) -m ruff check .
+	$(VENV)/bin/lint-imports --no-logo
 
 clean-demo:
 	rm -rf data/txt_db/demo_video_qa data/vis_db/demo_video_qa data/raw/demo_video_qa \

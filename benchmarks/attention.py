@@ -77,7 +77,8 @@ def check_numerics(
     state: dict[str, Tensor] | None = None
     for impl in impls:
         try:
-            backbone = ClipBertBackbone(resnet50(), build_bert(config, attn_implementation=impl))
+            bert = build_bert(config, attn_implementation=impl)
+            backbone = ClipBertBackbone(resnet50(), bert, image_size=None)
             backbone.to(device)
             if state is None:
                 state = backbone.state_dict()

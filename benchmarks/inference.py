@@ -1,6 +1,6 @@
 """Multi-clip inference: videos/s and peak memory of the full-size model for 1, 4 and 16 clips.
 
-Each video (320x240 uint8 frames, as MSRVTT's) is resized to ``image_size`` on the device and
+Each video (320x240 uint8 frames, as MSRVTT's) is resized to ``image_size`` by the model and
 answered (MSRVTT-QA's module: ResNet-50 + BERT-base, 1500 answers, one 20-token question),
 under ``torch.inference_mode``. Every setting runs in a fresh process so that its peak memory
 (resident set on the CPU, allocated memory on a GPU) is its own; ``memory_vs_1_clip`` compares
@@ -45,16 +45,15 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    task = full_size_task(setting["order"]).to(device).eval()
+    task = full_size_task(args.image_size, order=setting["order"]).to(device).eval()
     batch = video_qa_batch(
         setting["batch"], setting["n_clips"], setting["num_frames"], args.text_len, device
     )
 
     @torch.inference_mode()
-    def answer() -> torch.Tensor:
-        resized = batch.for_model(args.image_size)  # as the datamodule does
+    def answer() -> torch.Tensor:  # eval mode: frames are resized in the CNN's chunks
         with torch.autocast(device.type, torch.bfloat16, enabled=setting["precision"] == "bf16"):
-            return task(resized).argmax(-1)
+            return task(batch).argmax(-1)
 
     seconds = median_seconds(answer, repeats=args.repeats, warmup=1, device=device)
     return {

@@ -37,10 +37,14 @@ from common import record
 from torch.utils.data import DataLoader
 
 from clipbert.data.collate import collate_videos
-from clipbert.data.datasets import FrameSampling, VideoClipReader, VideoListDataset
+from clipbert.data.datasets import VideoListDataset
 from clipbert.data.decoding import DEFAULT_FPS, DecodeError, VideoInfo, build_decoder
+from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.lmdb_builder import build_vis_db
+from clipbert.data.readers import VideoClipReader
 from clipbert.data.stores import LmdbStore
+from clipbert.models.backbone import PIXEL_MEAN_RGB, PIXEL_STD_RGB
+from clipbert.models.frame_input import FrameInput
 
 MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
 SETTINGS = {
@@ -105,13 +109,14 @@ def loader_pass(
     reader: VideoClipReader, keys: list[str], image_size: int | None, batch: int
 ) -> int:
     """Videos through the DataLoader; with ``image_size`` also the float resize and pad that
-    training runs after moving the batch to its device (here: the CPU)."""
+    the model's input transform runs first, on its device (here: the CPU)."""
     loader = DataLoader(
         VideoListDataset(keys, reader), batch_size=batch, num_workers=0, collate_fn=collate_videos
     )
+    transform = FrameInput(image_size, PIXEL_MEAN_RGB, PIXEL_STD_RGB) if image_size else None
     videos = 0
     for loaded in loader:
-        frames = loaded.resized(image_size).frames if image_size else loaded.frames
+        frames = transform.resize(loaded.frames) if transform else loaded.frames
         videos += len(frames)
     return videos
 

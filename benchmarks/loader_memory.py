@@ -20,7 +20,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from clipbert.cli import CONFIG_DIR
+from clipbert.runs.configs import CONFIG_DIR
 
 
 def rss_bytes(pid: int) -> int:

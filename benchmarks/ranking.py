@@ -50,14 +50,15 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     """Time one setting (runs in its own process)."""
     torch.manual_seed(0)
     device = torch.device(args.device)
-    task = full_size_task(task="msrvtt_ret").to(device).eval()
+    task = full_size_task(args.image_size, task="msrvtt_ret").to(device).eval()
     batch = video_qa_batch(setting["videos"], setting["n_clips"], 2, args.text_len, device)
     captions = video_qa_batch(setting["captions"], 1, 1, args.text_len, device)
     texts = Captions(captions.input_ids, captions.attention_mask)
-    with torch.no_grad():  # as in the evaluation loop: the resize waits for the CNN's chunks
-        frames = batch.for_model(args.image_size).frames
-    seconds = median_seconds(
-        lambda: task.score_videos(frames, texts), repeats=args.repeats, warmup=1, device=device
+    seconds = median_seconds(  # eval mode: frames are resized in the CNN's chunks
+        lambda: task.score_videos(batch.frames, texts),
+        repeats=args.repeats,
+        warmup=1,
+        device=device,
     )
     pairs = setting["videos"] * setting["captions"]
     return {

@@ -39,7 +39,7 @@ from common import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.tasks.base import clip_grad_norm, parameter_groups
+from clipbert.tasks.optimization import clip_grad_norm, parameter_groups
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 COLUMNS = {
@@ -69,7 +69,10 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     device = torch.device(args.device)
     precision = setting["precision"]
     peak = gemm_peak_flops(PRECISIONS[precision], device)
-    task = full_size_task(setting["order"], compile=setting["compile"] == "on").to(device).train()
+    task = full_size_task(
+        setting["image_size"], order=setting["order"], compile=setting["compile"] == "on"
+    )
+    task = task.to(device).train()
     if setting["kernels"] == "channels_last":  # like the frames; the model's are planar
         task = task.to(memory_format=torch.channels_last)
     groups = parameter_groups(
@@ -82,10 +85,9 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     if args.planar_frames:
         batch.frames = batch.frames.contiguous()
 
-    def loss() -> torch.Tensor:
-        resized = batch.resized(setting["image_size"])  # as on_after_batch_transfer does
+    def loss() -> torch.Tensor:  # the model resizes the frames first, as in training
         with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
-            return task._loss(task(resized), task.targets(resized))
+            return task._loss(task(batch), task.targets(batch))
 
     def step() -> None:
         loss().backward()

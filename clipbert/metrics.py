@@ -6,95 +6,109 @@ from collections.abc import Sequence
 
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
 
-class QAAccuracy(Metric):
-    """Accuracy overall and per answer type (``acc``, ``acc_<type>``).
+class GroupedMean(Metric):
+    """The mean of per-question values, overall and per group (``name``, ``name_<group>``).
 
-    A gold answer outside the vocabulary (label < 0) can never be predicted, so it counts as
-    wrong, as in the original's string comparison. Questions whose type is not listed count
-    only in the overall accuracy.
+    With 1/0 values (:func:`qa_hits`) it is accuracy per answer type; with the soft score each
+    prediction earns (:func:`vqa_earned`) it is the VQA score per answer type. Questions whose
+    group is not listed count only in the overall mean. Sums reduce across processes.
     """
 
     full_state_update = False
 
-    def __init__(self, answer_types: Sequence[str] = ()) -> None:
+    def __init__(self, name: str, groups: Sequence[str] = ()) -> None:
         super().__init__()
-        self.answer_types = list(answer_types)
-        self._type_index = {name: i for i, name in enumerate(self.answer_types)}
-        slots = len(self.answer_types) + 1  # the last slot collects unlisted types
-        self.add_state("correct", torch.zeros(slots, dtype=torch.long), dist_reduce_fx="sum")
+        self.name = name
+        self.groups = list(groups)
+        self._group_index = {group: i for i, group in enumerate(self.groups)}
+        slots = len(self.groups) + 1  # the last slot collects unlisted groups
+        self.add_state("value_sum", torch.zeros(slots, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("total", torch.zeros(slots, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(
-        self, predicted: torch.Tensor, target: torch.Tensor, answer_types: Sequence[str | None]
-    ) -> None:
-        other = len(self.answer_types)
+    def update(self, values: torch.Tensor, groups: Sequence[str | None]) -> None:
+        if values.dim() != 1 or len(groups) != len(values):
+            # scatter_add_ would silently drop the values beyond a shorter index
+            raise ValueError(f"{len(groups)} answer types for {tuple(values.shape)} values")
+        other = len(self.groups)
         slots = torch.tensor(
-            [self._type_index.get(t, other) for t in answer_types], device=self.correct.device
-        )
-        hits = ((predicted == target) & (target >= 0)).long()
-        self.correct.scatter_add_(0, slots, hits)
-        self.total.scatter_add_(0, slots, torch.ones_like(hits))
-
-    def compute(self) -> dict[str, torch.Tensor]:
-        total = self.total.sum().clamp(min=1)
-        metrics = {"acc": self.correct.sum().float() / total}
-        for name, i in self._type_index.items():
-            metrics[f"acc_{name}"] = self.correct[i].float() / self.total[i].clamp(min=1)
-        return metrics
-
-
-class VQAScore(Metric):
-    """VQA score overall and per answer type (``score``, ``score_<type>``), as fractions 0..1.
-
-    Each question earns the soft score of its predicted label in its dense ground-truth target
-    (the same (B, num_labels) vector the BCE loss trains on), so a prediction outside the
-    annotated answers earns 0; answers outside the vocabulary are simply absent from the target.
-    With min(#humans/3, 1)-style scores this is the standard VQA score. Questions whose type is
-    not listed count only in the overall score.
-    """
-
-    full_state_update = False
-
-    def __init__(self, answer_types: Sequence[str] = ("yes/no", "number", "other")) -> None:
-        super().__init__()
-        self.answer_types = list(answer_types)
-        self._type_index = {name: i for i, name in enumerate(self.answer_types)}
-        slots = len(self.answer_types) + 1  # the last slot collects unlisted types
-        self.add_state("score_sum", torch.zeros(slots), dist_reduce_fx="sum")
-        self.add_state("total", torch.zeros(slots, dtype=torch.long), dist_reduce_fx="sum")
-
-    def update(
-        self,
-        predicted: torch.Tensor,
-        target_scores: torch.Tensor,
-        answer_types: Sequence[str | None],
-    ) -> None:
-        if target_scores.dim() != 2 or predicted.shape != target_scores.shape[:1]:
-            raise ValueError(
-                f"expected predicted (B,) and target_scores (B, C), got "
-                f"{tuple(predicted.shape)} and {tuple(target_scores.shape)}"
-            )
-        if len(answer_types) != len(predicted):
-            # scatter_add_ would silently drop the questions beyond a shorter index
-            raise ValueError(f"{len(answer_types)} answer types for {len(predicted)} questions")
-        other = len(self.answer_types)
-        slots = torch.tensor(
-            [self._type_index.get(t, other) for t in answer_types],
+            [self._group_index.get(g, other) for g in groups],
             dtype=torch.long,
             device=self.total.device,
         )
-        earned = target_scores.gather(1, predicted.long().unsqueeze(1)).squeeze(1)
-        self.score_sum.scatter_add_(0, slots, earned.to(self.score_sum))
+        self.value_sum.scatter_add_(0, slots, values.to(self.value_sum))
         self.total.scatter_add_(0, slots, torch.ones_like(slots))
 
     def compute(self) -> dict[str, torch.Tensor]:
-        total = self.total.sum().clamp(min=1)
-        metrics = {"score": self.score_sum.sum() / total}
-        for name, i in self._type_index.items():
-            metrics[f"score_{name}"] = self.score_sum[i] / self.total[i].clamp(min=1)
+        metrics = {self.name: (self.value_sum.sum() / self.total.sum().clamp(min=1)).float()}
+        for group, i in self._group_index.items():
+            metrics[f"{self.name}_{group}"] = (
+                self.value_sum[i] / self.total[i].clamp(min=1)
+            ).float()
         return metrics
+
+
+def qa_hits(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """1 where the prediction is the gold label, else 0. A gold answer outside the vocabulary
+    (label < 0) can never be predicted, so it counts as wrong, as in the original's string
+    comparison."""
+    return ((predicted == target) & (target >= 0)).long()
+
+
+def vqa_earned(predicted: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
+    """The soft score each question earns: its predicted label's entry in its dense gold
+    target (the (B, num_labels) vector the BCE loss trains on), so a prediction outside the
+    annotated answers earns 0. With min(#humans/3, 1)-style scores this is the VQA score."""
+    if target_scores.dim() != 2 or predicted.shape != target_scores.shape[:1]:
+        raise ValueError(
+            f"expected predicted (B,) and target_scores (B, C), got "
+            f"{tuple(predicted.shape)} and {tuple(target_scores.shape)}"
+        )
+    return target_scores.gather(1, predicted.long().unsqueeze(1)).squeeze(1)
+
+
+class ScoreColumns(Metric):
+    """Columns of the caption x video score matrix, as the evaluation scores them.
+
+    Each update adds the scores of some videos against every caption; across processes the
+    columns are concatenated (uneven shards are fine), so ``compute`` returns the whole
+    matrix's columns in every process: the video indices and their scores
+    (videos, captions). States are flat float tensors so that a process that scored nothing
+    still joins the gather.
+    """
+
+    full_state_update = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("video_indices", default=[], dist_reduce_fx="cat")
+        self.add_state("scores", default=[], dist_reduce_fx="cat")
+
+    def update(self, video_indices: torch.Tensor, scores: torch.Tensor) -> None:
+        """``scores`` (captions, videos) of the videos ``video_indices`` (videos,)."""
+        if scores.dim() != 2 or scores.shape[1] != len(video_indices):
+            raise ValueError(
+                f"expected scores (captions, {len(video_indices)}), got {tuple(scores.shape)}"
+            )
+        self.video_indices.append(video_indices.float())  # exact below 2**24 videos
+        self.scores.append(scores.float().t().flatten())
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not len(self.video_indices):  # a list before the gather, a tensor after it
+            return torch.zeros(0, dtype=torch.long), torch.zeros(0, 0)
+        indices = dim_zero_cat(self.video_indices).long()
+        return indices, dim_zero_cat(self.scores).view(len(indices), -1)
+
+    def matrix(self, num_texts: int, num_videos: int) -> torch.Tensor:
+        """The (num_texts, num_videos) matrix on the CPU; unscored videos are NaN columns."""
+        indices, scores = self.compute()
+        indices = indices.cpu().reshape(-1)  # torchmetrics squeezes a one-element result
+        matrix = torch.full((num_texts, num_videos), float("nan"))
+        if len(indices):
+            matrix[:, indices] = scores.cpu().reshape(len(indices), num_texts).t()
+        return matrix
 
 
 def _stable_ranks(scores: torch.Tensor) -> torch.Tensor:

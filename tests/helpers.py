@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from clipbert.cli import CONFIG_DIR
+from clipbert.runs.configs import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_DEMO_SIZES = {"train": 24, "val": 8, "test": 8}

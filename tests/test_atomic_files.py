@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clipbert.files import _atomic_file, save_atomic, write_text_atomic
+from clipbert.atomic_files import _atomic_file, save_atomic, write_text_atomic
 
 
 def _partial(target: Path, pid: int) -> Path:

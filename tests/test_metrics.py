@@ -1,31 +1,39 @@
-"""QA accuracy and VQA score per answer type; retrieval ranks and R@K."""
+"""QA accuracy and VQA score per answer type (one grouped mean); score columns gathered for
+ranking; retrieval ranks and R@K."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from clipbert.metrics import QAAccuracy, VQAScore, retrieval_metrics, retrieval_ranks
+from clipbert.metrics import (
+    GroupedMean,
+    ScoreColumns,
+    qa_hits,
+    retrieval_metrics,
+    retrieval_ranks,
+    vqa_earned,
+)
 
 
 def test_accuracy_overall_and_per_type() -> None:
-    metric = QAAccuracy(["color", "motion"])
-    metric.update(
+    metric = GroupedMean("acc", ["color", "motion"])
+    hits = qa_hits(
         torch.tensor([0, 1, 2, 3, 4]),
         torch.tensor([0, 0, 2, -100, 4]),  # the 4th gold answer is outside the vocabulary
-        ["color", "color", "motion", "motion", "unlisted"],
     )
+    metric.update(hits, ["color", "color", "motion", "motion", "unlisted"])
     values = {k: float(v) for k, v in metric.compute().items()}
     assert values == pytest.approx({"acc": 3 / 5, "acc_color": 0.5, "acc_motion": 0.5})
 
 
 def test_accumulates_over_updates_and_resets() -> None:
-    metric = QAAccuracy(["a"])
-    metric.update(torch.tensor([1]), torch.tensor([1]), ["a"])
-    metric.update(torch.tensor([1]), torch.tensor([0]), ["a"])
+    metric = GroupedMean("acc", ["a"])
+    metric.update(qa_hits(torch.tensor([1]), torch.tensor([1])), ["a"])
+    metric.update(qa_hits(torch.tensor([1]), torch.tensor([0])), ["a"])
     assert float(metric.compute()["acc_a"]) == 0.5
     metric.reset()
-    metric.update(torch.tensor([1]), torch.tensor([1]), ["a"])
+    metric.update(qa_hits(torch.tensor([1]), torch.tensor([1])), ["a"])
     assert float(metric.compute()["acc"]) == 1.0
 
 
@@ -59,31 +67,54 @@ def _values(metrics: dict[str, torch.Tensor]) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items()}
 
 
+def _vqa_score(predicted, target, types) -> GroupedMean:
+    metric = GroupedMean("score", VQA_TYPES)
+    metric.update(vqa_earned(predicted, target), types)
+    return metric
+
+
 def test_vqa_score_soft_scores_per_type() -> None:
-    metric = VQAScore(VQA_TYPES)
-    metric.update(*_vqa_batch())
-    assert _values(metric.compute()) == pytest.approx(VQA_EXPECTED)
+    assert _values(_vqa_score(*_vqa_batch()).compute()) == pytest.approx(VQA_EXPECTED)
 
 
 def test_vqa_score_two_batches_and_merged_states_equal_one_batch() -> None:
     predicted, target, types = _vqa_batch()
-    two_updates = VQAScore(VQA_TYPES)
-    two_updates.update(predicted[:3], target[:3], types[:3])
-    two_updates.update(predicted[3:], target[3:], types[3:])
+    two_updates = _vqa_score(predicted[:3], target[:3], types[:3])
+    two_updates.update(vqa_earned(predicted[3:], target[3:]), types[3:])
     assert _values(two_updates.compute()) == pytest.approx(VQA_EXPECTED)
 
     # the sum states reduce across processes as merge_state does here
-    first, second = VQAScore(VQA_TYPES), VQAScore(VQA_TYPES)
-    first.update(predicted[:4], target[:4], types[:4])
-    second.update(predicted[4:], target[4:], types[4:])
-    first.merge_state(second)
+    first = _vqa_score(predicted[:4], target[:4], types[:4])
+    first.merge_state(_vqa_score(predicted[4:], target[4:], types[4:]))
     assert _values(first.compute()) == pytest.approx(VQA_EXPECTED)
 
 
 def test_vqa_score_rejects_mismatched_answer_types() -> None:
     predicted, target, types = _vqa_batch()
     with pytest.raises(ValueError, match="answer types"):
-        VQAScore(VQA_TYPES).update(predicted, target, types[:-1])
+        GroupedMean("score", VQA_TYPES).update(vqa_earned(predicted, target), types[:-1])
+    with pytest.raises(ValueError, match="target_scores"):
+        vqa_earned(predicted[:-1], target)
+
+
+def test_score_columns_assemble_the_matrix_from_any_order_of_videos() -> None:
+    """Columns arrive in batches, in any order, from any process: the matrix puts each video's
+    column in its place, and videos never scored stay NaN."""
+    matrix = torch.arange(12.0).view(3, 4)  # 3 captions x 4 videos
+    columns = ScoreColumns()
+    columns.update(torch.tensor([2, 0]), matrix[:, [2, 0]])
+    columns.update(torch.tensor([1]), matrix[:, [1]])
+    other = ScoreColumns()  # what another process scored, reduced as the gather does
+    other.update(torch.tensor([3]), matrix[:, [3]])
+    columns.merge_state(other)
+    torch.testing.assert_close(columns.matrix(3, 4), matrix)
+    partial = ScoreColumns()
+    partial.update(torch.tensor([1]), matrix[:, [1]])
+    got = partial.matrix(3, 4)
+    assert got[:, [0, 2, 3]].isnan().all() and torch.equal(got[:, 1], matrix[:, 1])
+    assert ScoreColumns().matrix(3, 4).isnan().all()  # a process that scored nothing
+    with pytest.raises(ValueError, match="captions"):
+        columns.update(torch.tensor([0, 1]), matrix[:, :1])
 
 
 def test_retrieval_3x3_by_hand() -> None:

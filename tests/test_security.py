@@ -15,9 +15,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from clipbert.cli.run_record import RECORD_KEY, check_targets, load_run, run_record
 from clipbert.cli.train import train
 from clipbert.data.stores import LmdbStore
+from clipbert.runs.configs import check_targets
+from clipbert.runs.record import RECORD_KEY, checkpoint_record, load_run
 from tests.helpers import REPO, compose_config, run_script
 
 OFFLINE = "the clipbert test suite runs offline"
@@ -88,7 +89,7 @@ def _checkpoint_naming(tmp_path: Path, target: str) -> Path:
     marker = tmp_path / "ran"
     config = {"task": {"module": {"_target_": target, "_args_": [f"touch {marker}"]}}}
     path = tmp_path / "stranger.ckpt"
-    record = run_record(config, bert_config={}, tokenizer_files={})
+    record = checkpoint_record(config, bert_config={}, tokenizer_files={})
     torch.save({"state_dict": {}, "hyper_parameters": {}, RECORD_KEY: record}, path)
     return path
 

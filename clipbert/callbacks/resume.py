@@ -26,7 +26,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning_fabric.utilities.data import _set_sampler_epoch
 
-from clipbert.files import save_atomic
+from clipbert.atomic_files import save_atomic
 
 RANDOM_STATE_KEY = "random_states"
 

@@ -19,7 +19,7 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from clipbert.files import write_text_atomic
+from clipbert.atomic_files import write_text_atomic
 
 log = logging.getLogger(__name__)
 

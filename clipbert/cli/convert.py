@@ -9,11 +9,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from clipbert.cli import CONFIG_DIR
 from clipbert.cli.errors import reported
-from clipbert.cli.original_run import load_any_run
-from clipbert.cli.predict import build_module
-from clipbert.cli.run_record import save_run
+from clipbert.runs.build import rebuild_module
+from clipbert.runs.configs import CONFIG_DIR
+from clipbert.runs.original import load_any_run
 
 log = logging.getLogger(__name__)
 
@@ -29,8 +28,8 @@ def convert(cfg: DictConfig) -> Path:
     if dst.exists() and not cfg.overwrite:
         raise FileExistsError(f"{dst} exists; pass overwrite=true to replace it")
     run = load_any_run(cfg.src, cfg)
-    build_module(run, score_agg=None)  # fails here, not at prediction time, if anything is off
-    save_run(run, dst)
+    rebuild_module(run)  # fails here, not at prediction time, if anything is off
+    run.save(dst)
     print(f"wrote {dst} ({len(run.state_dict)} tensors, task {run.config['task']['name']})")
     return dst
 

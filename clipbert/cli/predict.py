@@ -10,93 +10,17 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.cli import CONFIG_DIR
 from clipbert.cli.errors import reported
-from clipbert.cli.original_run import load_any_run
-from clipbert.cli.outputs import write_qa, write_retrieval, write_retrieval_mc
-from clipbert.cli.run_record import LoadedRun
-from clipbert.cli.train import build_backbone, data_kwargs
-from clipbert.tasks.base import SCORE_AGGREGATIONS
-from clipbert.tasks.retrieval import RetrievalTask
+from clipbert.models.heads import SCORE_AGGREGATIONS
+from clipbert.predictor import Predictor
+from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
+from clipbert.runs.configs import CONFIG_DIR
+from clipbert.runs.original import load_any_run
 
 log = logging.getLogger(__name__)
-
-
-def _relocate(value: str, old_root: str, new_root: str) -> str:
-    return new_root + value[len(old_root) :] if value.startswith(old_root) else value
-
-
-def datamodule_config(run: LoadedRun, cfg: DictConfig, tokenizer_dir: Path) -> DictConfig:
-    """The training run's datamodule config, or that of ``task=NAME`` when given (e.g. the
-    MSRVTT multiple-choice test for a retrieval model), with this prediction's overrides."""
-    train_cfg = OmegaConf.create(run.config)
-    if cfg.get("task") is not None:
-        dm = OmegaConf.create(OmegaConf.to_container(cfg.task.datamodule, resolve=True))
-    else:
-        dm = train_cfg.task.datamodule
-    if cfg.data_root and cfg.get("task") is None:
-        old_root, new_root = train_cfg.paths.data_root, str(Path(cfg.data_root).resolve())
-        for key in ("txt_db", "vis_db", "ans2label"):
-            if dm.get(key):
-                dm[key] = _relocate(dm[key], old_root, new_root)
-    dm.tokenizer_dir = str(tokenizer_dir)
-    dm.prepare = None
-    dm.predict_split = cfg.split
-    if cfg.txt_db:  # one jsonl file, as the original's inference_txt_db
-        dm.splits[cfg.split] = str(Path(cfg.txt_db).expanduser().resolve())
-    if cfg.vis_db:
-        dm.vis_db = str(Path(cfg.vis_db).expanduser().resolve())
-    if cfg.n_clips is not None:
-        dm.eval_sampling.n_clips = cfg.n_clips
-    if cfg.batch_size is not None:
-        dm.eval_batch_size = cfg.batch_size
-    if cfg.num_workers is not None:
-        dm.num_workers = cfg.num_workers
-    return dm
-
-
-def build_module(
-    run: LoadedRun, score_agg: str | None, compile: bool = False
-) -> pl.LightningModule:
-    """Rebuild the trained module from the run record and load its weights strictly.
-    Whether to ``torch.compile`` is this prediction's choice, not the training run's."""
-    train_cfg = OmegaConf.create(run.config)
-    model_cfg = train_cfg.model
-    model_cfg.cnn_weights = None  # the checkpoint holds every weight
-    model_cfg.compile = compile
-    model_cfg.bert = {
-        "pretrained_dir": None,
-        "attn_implementation": model_cfg.bert.attn_implementation,
-        **run.bert_config,
-    }
-    backbone = build_backbone(model_cfg)
-    module = instantiate(
-        train_cfg.task.module,
-        backbone=backbone,
-        **data_kwargs(run.hyper_parameters.get("answer_vocabulary")),
-    )
-    module.load_state_dict(run.state_dict, strict=True)
-    if score_agg is not None:
-        module.score_agg = score_agg
-    return module.eval()
-
-
-def check_vocabulary(datamodule: pl.LightningDataModule, trained: list[str] | None) -> None:
-    """The split's ans2label must be the one the model was trained with: labels are positions
-    in it, so another file would score every question against the wrong answers."""
-    labels = getattr(datamodule, "answer_vocabulary", None)
-    if trained is None or labels is None or list(labels) == list(trained):
-        return
-    shorter = min(len(labels), len(trained))
-    where = next((i for i in range(shorter) if labels[i] != trained[i]), shorter)
-    raise ValueError(
-        f"{datamodule.ans2label_path} ({len(labels)} answers) is not the answer vocabulary of "
-        f"the checkpoint ({len(trained)} answers; they differ at label {where}); predict with "
-        "the ans2label the model was trained with"
-    )
 
 
 def summary_table(metrics: dict[str, float], header: str) -> str:
@@ -124,10 +48,23 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         return predict_one(cfg)
     output_dir = Path(cfg.paths.output_dir)
     run = load_any_run(cfg.ckpt_path, cfg)
-    tokenizer_dir = run.write_tokenizer(output_dir / "tokenizer")
-    datamodule = instantiate(datamodule_config(run, cfg, tokenizer_dir))
-    module = build_module(run, cfg.score_agg, cfg.compile)
-    check_vocabulary(datamodule, module.hparams.get("answer_vocabulary"))
+    datamodule_cfg = evaluation_datamodule_config(
+        run,
+        cfg.split,
+        run.write_tokenizer(output_dir / "tokenizer"),
+        task_datamodule=cfg.task.datamodule if cfg.get("task") is not None else None,
+        data_root=cfg.data_root,
+        txt_db=cfg.txt_db,
+        vis_db=cfg.vis_db,
+        n_clips=cfg.n_clips,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    datamodule = instantiate(datamodule_cfg)
+    module = rebuild_module(
+        run, image_size=datamodule.image_size, score_agg=cfg.score_agg, compile=cfg.compile
+    )
+    check_vocabulary(datamodule, run.answer_vocabulary)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -136,36 +73,22 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         enable_model_summary=False,
         default_root_dir=str(output_dir),
     )
-    batches = trainer.predict(module, datamodule=datamodule)
-
+    outputs = trainer.predict(module, datamodule=datamodule)
+    report = module.write_predictions(outputs, output_dir, datamodule)
     sampling = datamodule.eval_sampling
-    setting = (
-        f"n_clips={sampling.n_clips}, num_frames={sampling.num_frames}, "
-        f"score_agg={module.score_agg}"
+    header = (
+        f"{cfg.split}: {report.size}, n_clips={sampling.n_clips}, "
+        f"num_frames={sampling.num_frames}, score_agg={module.score_agg}"
     )
-    if isinstance(batches[0], dict):  # retrieval: score columns of the caption x video matrix
-        texts = datamodule.ranking_texts(cfg.split)
-        metrics, files = write_retrieval(batches, output_dir, texts)
-        header = f"{cfg.split}: {len(texts)} captions x {len(texts.video_ids)} videos, {setting}"
-    else:
-        records = [record for batch in batches for record in batch]
-        answer_types = getattr(module, "answer_types", [])
-        metrics, files = write_qa(
-            records, output_dir, module.hparams.get("answer_vocabulary"), answer_types
-        )
-        if isinstance(module, RetrievalTask):  # the MSRVTT multiple-choice test
-            files += write_retrieval_mc(records, output_dir, metrics)
-        header = f"{cfg.split}: {len(records)} questions, {setting}"
+    metrics = report.metrics
     print(summary_table(metrics, header) if metrics else header + " (no gold answers)")
-    print("wrote:\n" + "\n".join(f"  {path}" for path in files))
+    print("wrote:\n" + "\n".join(f"  {path}" for path in report.files))
     return metrics
 
 
 def predict_one(cfg: DictConfig) -> dict[str, float]:
     """``video=`` or ``image=`` with ``question=`` (and ``options=``) or ``caption=``: print
     the answers with their probabilities."""
-    from clipbert.predictor import Predictor  # the predictor builds on this module
-
     if cfg.get("video") and cfg.get("image"):
         raise ValueError("give video=PATH or image=PATH, not both")
     if cfg.top_k < 1:

@@ -11,12 +11,12 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from clipbert.cli import CONFIG_DIR
+from clipbert.atomic_files import write_text_atomic
 from clipbert.cli.errors import reported
-from clipbert.data.converters import SOURCES, answer_vocabulary, convert, write_jsonl
 from clipbert.data.decoding import build_decoder
 from clipbert.data.lmdb_builder import build_vis_db
 from clipbert.data.reencode import ReencodeSettings
+from clipbert.data.release_converters import SOURCES, build_ans2label, convert, write_jsonl
 from clipbert.data.store_tools import (
     check_annotations,
     export_store,
@@ -24,7 +24,7 @@ from clipbert.data.store_tools import (
     validate_store,
 )
 from clipbert.data.stores import open_store
-from clipbert.files import write_text_atomic
+from clipbert.runs.configs import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ def _text_mode(cfg: DictConfig) -> Path:
         return path
     if not cfg.annotations:
         raise ValueError("mode=vocab needs annotations=[train.jsonl, ...] and top_k")
-    ans2label = answer_vocabulary(list(cfg.annotations), cfg.top_k)
+    ans2label = build_ans2label(list(cfg.annotations), cfg.top_k)
     path = write_text_atomic(cfg.dst, json.dumps(ans2label, indent=2) + "\n")
     log.info("wrote %d answers to %s", len(ans2label), path)
     return path

@@ -14,37 +14,13 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.cli import CONFIG_DIR
+from clipbert.atomic_files import write_text_atomic
+from clipbert.callbacks.run_record import RunRecorder
 from clipbert.cli.errors import reported
-from clipbert.cli.run_record import RunRecord
-from clipbert.files import write_text_atomic
-from clipbert.models.checkpoints import initialize_from
+from clipbert.runs.build import build_task
+from clipbert.runs.configs import CONFIG_DIR
 
 log = logging.getLogger(__name__)
-
-
-def build_backbone(model_cfg: DictConfig, **kwargs):
-    """Instantiate ``cfg.model``; ``init_from`` is applied to the whole task module later."""
-    return instantiate({k: v for k, v in model_cfg.items() if k != "init_from"}, **kwargs)
-
-
-def build_task(cfg: DictConfig) -> tuple[pl.LightningDataModule, pl.LightningModule]:
-    """Instantiate the datamodule, then the model sized by its tokenizer and answers."""
-    datamodule = instantiate(cfg.task.datamodule)
-    # The model's size depends on the prepared data; Lightning's own later call is a no-op.
-    datamodule.prepare_data()
-    backbone = build_backbone(cfg.model, vocab_size=len(datamodule.tokenizer))
-    module = instantiate(
-        cfg.task.module, backbone=backbone, **data_kwargs(datamodule.answer_vocabulary)
-    )
-    if cfg.model.get("init_from"):
-        initialize_from(module, cfg.model.init_from).log(log, cfg.model.init_from)
-    return datamodule, module
-
-
-def data_kwargs(answer_vocabulary: list[str] | None) -> dict:
-    """What a task module takes from its data: open-ended QA its answer vocabulary."""
-    return {} if answer_vocabulary is None else {"answer_vocabulary": answer_vocabulary}
 
 
 def _instantiate_all(group: DictConfig | None) -> list:
@@ -90,7 +66,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule, module = build_task(cfg)
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
-    callbacks.append(RunRecord(resolved, datamodule.tokenizer))
+    callbacks.append(RunRecorder(resolved, datamodule.tokenizer))
     loggers = _instantiate_all(cfg.get("logger"))
     if cfg.get("ckpt_path") and rank_zero_only.rank == 0:
         keep_earlier_metrics(loggers)

@@ -32,6 +32,11 @@ class VideoQAExample:
         """The texts the model reads for this question: the question itself."""
         return [self.question]
 
+    @property
+    def store_key(self) -> str:
+        """The key of the question's video in the visual store."""
+        return self.video_id
+
 
 @dataclass(frozen=True)
 class VideoMCExample:
@@ -54,6 +59,11 @@ class VideoMCExample:
             return list(self.options)
         return [f"{self.question} {option}" for option in self.options]
 
+    @property
+    def store_key(self) -> str:
+        """The key of the question's video in the visual store."""
+        return self.video_id
+
 
 @dataclass(frozen=True)
 class CaptionExample:
@@ -63,13 +73,18 @@ class CaptionExample:
     video_id: str
     caption: str
 
+    @property
+    def store_key(self) -> str:
+        """The key of the caption's video in the visual store."""
+        return self.video_id
+
 
 @dataclass(frozen=True)
 class ImageQAExample:
     """One question about one image (VQA 2.0 shape): answers with soft scores."""
 
     question_id: int | str
-    video_id: str  # the image's store key; named as for videos so grouping code is shared
+    image_id: str
     question: str
     answer_scores: dict[str, float] | None  # answer -> soft score; None on a test split
     answer_type: str | None = None
@@ -77,6 +92,11 @@ class ImageQAExample:
     def texts(self) -> list[str]:
         """The texts the model reads for this question: the question itself."""
         return [self.question]
+
+    @property
+    def store_key(self) -> str:
+        """The key of the question's image in the visual store."""
+        return self.image_id
 
     @property
     def answer(self) -> str | None:
@@ -250,7 +270,7 @@ def load_image_qa(path: str | Path) -> list[ImageQAExample]:
             raise AnnotationError(f"{where}: 'labels' must map answers to scores in [0, 1]")
         return ImageQAExample(
             question_id=_question_id(record, index, where),
-            video_id=_text_field(record, "image_id", where),
+            image_id=_text_field(record, "image_id", where),
             question=_text_field(record, "question", where),
             answer_scores=None if labels is None else {str(k): float(v) for k, v in labels.items()},
             answer_type=_text_field(record, "answer_type", where, required=False),
@@ -313,7 +333,7 @@ def _unique(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return result
 
 
-def answer_vocabulary(ans2label: dict[str, int]) -> list[str]:
+def answers_by_label(ans2label: dict[str, int]) -> list[str]:
     """Invert ``ans2label`` into a list indexed by label (the original's ``label2ans``)."""
     vocab = [""] * len(ans2label)
     for answer, label in ans2label.items():

@@ -2,130 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
-
 import torch
-from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
+from transformers import DataCollatorForLanguageModeling
 
-from clipbert.data.transforms import PendingResize, batch_frames, resize_pad_batch
-
-
-@dataclass
-class FramesBatch:
-    """Frames as loaders ship them, plus what turns them into model input on the device.
-
-    ``frames`` leaves the loader as uint8 at the videos' own sizes: one (V, n_clips,
-    num_frames, 3, H, W) tensor when they share a size, else a tuple of V (n_clips, num_frames,
-    3, h_i, w_i) tensors; ``resized`` turns either into the model's float
-    (V, n_clips, num_frames, 3, S, S).
-    """
-
-    frames: torch.Tensor | tuple[torch.Tensor, ...]
-    replaced: int = field(default=0, kw_only=True)  # unreadable training items replaced
-
-    def resized(self, image_size: int) -> FramesBatch:
-        """The batch with frames resized and padded to ``image_size`` (float32, 0-255)."""
-        return replace(self, frames=resize_pad_batch(self.frames, image_size))
-
-    def for_model(self, image_size: int) -> FramesBatch:
-        """The batch as the model takes it: resized now while autograd records (training, one
-        graph), else with the resize pending, so the CNN resizes each group of frames it reads
-        (inference memory then does not hold every frame as float32)."""
-        if torch.is_grad_enabled():
-            return self.resized(image_size)
-        return replace(self, frames=PendingResize(self.frames, image_size))
-
-    def pin_memory(self) -> FramesBatch:
-        """Called by the DataLoader when ``pin_memory=True``."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, torch.Tensor):
-                setattr(self, f.name, value.pin_memory())
-            elif isinstance(value, tuple) and value and isinstance(value[0], torch.Tensor):
-                setattr(self, f.name, tuple(v.pin_memory() for v in value))
-        return self
-
-
-@dataclass
-class VideoQABatch(FramesBatch):
-    """A batch of V videos and the Q questions asked about them, as R text rows.
-
-    An open-ended question is one row; a multiple-choice question is ``texts_per_question``
-    rows (``question + " " + option``), consecutive. ``labels`` has one entry per question.
-
-    ``visual_index`` (R,) gives each text row's video, so a video is encoded once.
-    """
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    visual_index: torch.Tensor
-    labels: torch.Tensor
-    texts_per_question: int = 1
-    question_ids: list = field(default_factory=list)
-    questions: list[str] = field(default_factory=list)
-    answers: list[str | int | None] = field(default_factory=list)
-    answer_types: list[str | None] = field(default_factory=list)
-    options: list[tuple[str, ...]] = field(default_factory=list)  # empty when open-ended
-    target_scores: torch.Tensor | None = None  # image QA: (Q, num_labels) soft scores
-    broken: list[str | None] = field(default_factory=list)  # why a video was unreadable
-
-    def broken_mask(self) -> torch.Tensor:
-        """(Q,) True for questions whose video could not be read (evaluation only)."""
-        flags = [reason is not None for reason in self.broken] or [False] * len(self)
-        return torch.tensor(flags, device=self.labels.device)
-
-    def __len__(self) -> int:
-        """The number of questions (what metrics and losses average over)."""
-        return self.labels.shape[0]
-
-
-@dataclass
-class PairBatch(FramesBatch):
-    """Retrieval training: R (text, video) pairs over V videos, labelled 1 (match) or 0."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    visual_index: torch.Tensor
-    labels: torch.Tensor
-    video_ids: list[str] = field(default_factory=list)  # (V,), for in-batch negatives
-    # the matching texts again, masked for MLM (labels -100 where not masked); None: no MLM
-    mlm_input_ids: torch.Tensor | None = None
-    mlm_labels: torch.Tensor | None = None
-
-    def __len__(self) -> int:
-        return self.labels.shape[0]
-
-
-@dataclass
-class VideoBatch(FramesBatch):
-    """Videos alone, for ranking: ``indices`` into the split's video list."""
-
-    indices: torch.Tensor
-    video_ids: list[str] = field(default_factory=list)
-    broken: list[str | None] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return self.indices.shape[0]
-
-
-class TextTokenizer:
-    """Tokenize as the original: one segment ``[CLS] text [SEP]``, padded to ``max_txt_len``."""
-
-    def __init__(self, tokenizer: PreTrainedTokenizerBase, max_txt_len: int) -> None:
-        if max_txt_len < 3:
-            raise ValueError(f"max_txt_len must be >= 3 (got {max_txt_len})")
-        self.tokenizer = tokenizer
-        self.max_txt_len = max_txt_len
-
-    def __call__(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        encoded = self.tokenizer(
-            texts,
-            padding="max_length",
-            truncation=True,
-            max_length=self.max_txt_len,
-            return_tensors="pt",
-        )
-        return encoded["input_ids"], encoded["attention_mask"]
+from clipbert.data.batches import PairBatch, QABatch, VideoBatch, batch_frames
+from clipbert.data.text import TextTokenizer
 
 
 def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, torch.Tensor]:
@@ -142,8 +23,8 @@ def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, to
     }
 
 
-class VideoQACollator:
-    """Turns a list of :class:`~clipbert.data.datasets.VideoQADataset` items into a batch.
+class QACollator:
+    """Turns a list of :class:`~clipbert.data.datasets.QADataset` items into a batch.
 
     With ``num_labels`` (image QA) it also scatters each question's soft answer scores into a
     dense (Q, num_labels) target, as the original's VQA loader does.
@@ -160,12 +41,12 @@ class VideoQACollator:
                 target[row, label] = score
         return target
 
-    def __call__(self, items: list[dict]) -> VideoQABatch:
+    def __call__(self, items: list[dict]) -> QABatch:
         def gather(key: str) -> list:
             return [value for item in items for value in item[key]]
 
         questions = gather("questions")
-        return VideoQABatch(
+        return QABatch(
             **frames_and_texts(items, self.tokenize),
             labels=torch.tensor(gather("labels"), dtype=torch.long),
             texts_per_question=len(gather("texts")) // len(questions),

@@ -11,65 +11,36 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import (
     ImageQAExample,
     VideoQAExample,
-    answer_vocabulary,
+    answers_by_label,
     load_ans2label,
     load_captions,
     load_image_qa,
     load_video_mc,
     load_video_qa,
 )
-from clipbert.data.collate import (
-    FramesBatch,
-    PairCollator,
-    TextTokenizer,
-    VideoQACollator,
-    collate_videos,
-)
+from clipbert.data.batches import FramesBatch
+from clipbert.data.collate import PairCollator, QACollator, collate_videos
 from clipbert.data.datasets import (
-    FrameSampling,
-    ImageReader,
     ImageTextMatchingDataset,
-    ReplaceBroken,
-    VideoClipReader,
+    QADataset,
     VideoListDataset,
-    VideoQADataset,
 )
 from clipbert.data.decoding import build_decoder
-from clipbert.data.samplers import SeededShuffleSampler
+from clipbert.data.frame_sampling import FrameSampling
+from clipbert.data.loaders import LoaderSettings, check_int
+from clipbert.data.readers import ImageReader, VideoClipReader
 from clipbert.data.stores import VisualStore, open_store
+from clipbert.data.text import TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
 
 STAGE_SPLITS = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}
-
-
-def load_tokenizer(tokenizer_dir: str | Path) -> BertTokenizerFast:
-    """Load a local BERT WordPiece tokenizer; never downloads."""
-    path = Path(tokenizer_dir)
-    if not (path / "vocab.txt").is_file() and not (path / "tokenizer.json").is_file():
-        raise FileNotFoundError(
-            f"no tokenizer in {path}: expected vocab.txt or tokenizer.json "
-            "(set model tokenizer_dir / task.datamodule.tokenizer_dir to a local folder)"
-        )
-    return BertTokenizerFast.from_pretrained(str(path), local_files_only=True)
-
-
-def check_int(name: str, value: object, minimum: int) -> None:
-    """A config value that must be an integer of at least ``minimum``, named in the error."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"task.datamodule.{name} must be >= {minimum} (an integer), got {value!r}; "
-            "fix it in the task config or on the command line"
-        )
 
 
 def frame_sampling(name: str, values: Mapping[str, Any] | None) -> FrameSampling:
@@ -83,10 +54,13 @@ def frame_sampling(name: str, values: Mapping[str, Any] | None) -> FrameSampling
 
 
 class ClipBertDataModule(pl.LightningDataModule):
-    """What every task's data shares: stores, sparse sampling, the tokenizer, the loaders and
-    the exact resize on the device. Subclasses build one dataset per split.
+    """What every task's data shares: stores, sparse sampling, the tokenizer and the loaders.
+    Subclasses build one dataset per split.
 
-    ``batch_size`` counts videos (each brings its texts).
+    The keyword arguments are the flat ``task.datamodule`` keys users type and recorded runs
+    hold; the loaders' own are kept together in :class:`LoaderSettings`. ``image_size`` is the
+    frames' size for the model: loaders ship uint8 frames at their own size, and the model's
+    input transform resizes them (the run layer hands it this value).
     """
 
     def __init__(
@@ -113,15 +87,11 @@ class ClipBertDataModule(pl.LightningDataModule):
         prepare: Callable[[], Any] | None = None,
     ) -> None:
         super().__init__()
-        for name, value, minimum in (
-            ("batch_size", batch_size, 1),
-            ("eval_batch_size", eval_batch_size, 1),
-            ("image_size", image_size, 32),  # one res5 cell
-            ("max_txt_len", max_txt_len, 1),
-            ("num_workers", num_workers, 0),
-            ("broken_retries", broken_retries, 1),
-        ):
-            check_int(name, value, minimum)
+        self.loaders = LoaderSettings(
+            batch_size, eval_batch_size, num_workers, pin_memory, prefetch_factor, broken_retries
+        )
+        check_int("image_size", image_size, 32)  # one res5 cell
+        check_int("max_txt_len", max_txt_len, 1)
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
         self.tokenizer_dir = Path(tokenizer_dir)
@@ -130,17 +100,11 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.max_txt_len = max_txt_len
         self.train_sampling = frame_sampling("train_sampling", train_sampling)
         self.eval_sampling = frame_sampling("eval_sampling", eval_sampling)
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.num_workers = num_workers
-        self.pin_memory = pin_memory
-        self.prefetch_factor = prefetch_factor
         # an unknown name or a bad time limit fails here, not in a worker
         build_decoder(decoder, decoder_fallback, decode_timeout)
         self.decoder_name = decoder
         self.decoder_fallback = decoder_fallback
         self.decode_timeout = decode_timeout
-        self.broken_retries = broken_retries
         self.predict_split = predict_split
         self._prepare = prepare
         self.datasets: dict[str, Dataset] = {}
@@ -218,54 +182,30 @@ class ClipBertDataModule(pl.LightningDataModule):
             if split not in self.datasets:
                 self.datasets[split] = self.build_dataset(split)
 
-    def _loader(self, split: str, shuffle: bool) -> DataLoader:
+    @property
+    def batch_size(self) -> int:
+        """Videos per training batch and process (what the global batch multiplies)."""
+        return self.loaders.batch_size
+
+    def _dataset(self, split: str) -> Dataset:
         if split not in self.datasets:
             raise RuntimeError(f"call setup() for the '{split}' split before asking for its loader")
-        dataset = self.datasets[split]
-        options = {
-            "num_workers": self.num_workers,
-            "pin_memory": self.pin_memory,
-            "persistent_workers": self.num_workers > 0,
-            # batches each worker keeps ready (PyTorch's default 2); only with workers
-            "prefetch_factor": self.prefetch_factor if self.num_workers > 0 else None,
-            "collate_fn": self.collate_fn(split),
-        }
-        if shuffle:
-            # Training: seeded items, an unreadable video replaced and counted (never fatal).
-            # torchdata's loader has a state (position in the epoch) that Lightning
-            # checkpoints, so a run resumed mid-epoch continues at the next batch; its own
-            # generator keeps the process's random stream out of the loader's bookkeeping.
-            seed = torch.initial_seed()  # the run's seed (seed_everything), alike in every process
-            return StatefulDataLoader(
-                ReplaceBroken(dataset, self.broken_retries),
-                batch_size=self.batch_size,
-                sampler=SeededShuffleSampler(dataset, seed),
-                generator=torch.Generator().manual_seed(seed),
-                **options,
-            )
-        sampler = None
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            # Evaluation reads every item once: Lightning's default DistributedSampler pads the
-            # shards to equal length, and the repeated items would be counted twice.
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
-        return DataLoader(dataset, batch_size=self.eval_batch_size, sampler=sampler, **options)
+        return self.datasets[split]
+
+    def _evaluation_loader(self, split: str) -> DataLoader:
+        return self.loaders.evaluation_loader(self._dataset(split), self.collate_fn(split))
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        return self.loaders.training_loader(self._dataset("train"), self.collate_fn("train"))
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("val", shuffle=False)
+        return self._evaluation_loader("val")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", shuffle=False)
+        return self._evaluation_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader(self.predict_split, shuffle=False)
-
-    def on_after_batch_transfer(self, batch: FramesBatch, dataloader_idx: int) -> FramesBatch:
-        """Resize and pad the uint8 frames on the device, exactly as the original (float); at
-        inference the CNN does it group by group (``FramesBatch.for_model``)."""
-        return batch.for_model(self.image_size)
+        return self._evaluation_loader(self.predict_split)
 
 
 class VideoQADataModule(ClipBertDataModule):
@@ -306,7 +246,7 @@ class VideoQADataModule(ClipBertDataModule):
     @property
     def answer_vocabulary(self) -> list[str] | None:
         """Answers indexed by label; None for multiple choice."""
-        return None if self.ans2label is None else answer_vocabulary(self.ans2label)
+        return None if self.ans2label is None else answers_by_label(self.ans2label)
 
     def answerable(self, example: VideoQAExample) -> bool:
         """Whether a training question has a gold answer with a label."""
@@ -340,18 +280,18 @@ class VideoQADataModule(ClipBertDataModule):
         examples, path = self.load_split(split, load_video_qa)
         return (self._in_vocabulary(examples, path) if split == "train" else examples), path
 
-    def build_dataset(self, split: str) -> VideoQADataset:
+    def build_dataset(self, split: str) -> QADataset:
         examples, path = self.load_examples(split)
         log.info(
             "%s split: %d questions about %d videos from %s",
             split,
             len(examples),
-            len({e.video_id for e in examples}),
+            len({e.store_key for e in examples}),
             path,
         )
         reader = self.clip_reader(split)
-        self.report_missing(split, [e.video_id for e in examples], reader.store)
-        return VideoQADataset(
+        self.report_missing(split, [e.store_key for e in examples], reader.store)
+        return QADataset(
             examples,
             reader,
             self.ans2label,
@@ -359,8 +299,8 @@ class VideoQADataModule(ClipBertDataModule):
             evaluation=split != "train",
         )
 
-    def collate_fn(self, split: str) -> VideoQACollator:
-        return VideoQACollator(self.text_tokenizer)
+    def collate_fn(self, split: str) -> QACollator:
+        return QACollator(self.text_tokenizer)
 
 
 class ImageQADataModule(VideoQADataModule):
@@ -385,8 +325,8 @@ class ImageQADataModule(VideoQADataModule):
         examples, path = self.load_split(split, load_image_qa)
         return (self._in_vocabulary(examples, path) if split == "train" else examples), path
 
-    def collate_fn(self, split: str) -> VideoQACollator:
-        return VideoQACollator(self.text_tokenizer, num_labels=len(self.ans2label))
+    def collate_fn(self, split: str) -> QACollator:
+        return QACollator(self.text_tokenizer, num_labels=len(self.ans2label))
 
 
 class RankingTexts:

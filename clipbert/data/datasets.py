@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch.utils.data import Dataset
@@ -16,131 +14,19 @@ from clipbert.data.annotations import (
     VideoMCExample,
     VideoQAExample,
 )
-from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo, decode_image
-from clipbert.data.sampling import sample_frame_indices
-from clipbert.data.stores import VisualStore
+from clipbert.data.decoding import DecodeError
+from clipbert.data.readers import VideoClipReader, read_or_mark
 
 log = logging.getLogger(__name__)
 
 IGNORE_LABEL = -100
-PLACEHOLDER_SIZE = 32  # side of the black frames that stand in for an unreadable video
 """Label of an answer outside the vocabulary: ignored by the loss, counted wrong by metrics."""
-
-
-@dataclass(frozen=True)
-class FrameSampling:
-    """How clips and frames are drawn from one video (the paper's N x T at ``fps``)."""
-
-    n_clips: int = 1
-    num_frames: int = 2
-    fps: float = 1.0
-    strategy: str = "rand"
-
-    def __post_init__(self) -> None:
-        """Refuse a bad setting here, when the config is read, not in a loader worker: sample
-        a one-frame video once, which checks every value and their combination."""
-        sample_frame_indices(
-            1,
-            1.0,
-            n_clips=self.n_clips,
-            num_frames=self.num_frames,
-            fps=self.fps,
-            strategy=self.strategy,
-            rng=random.Random(0),
-        )
-
-
-class VideoClipReader:
-    """Reads one video from the store and returns its sampled clips at the video's own size.
-
-    Resizing happens later, on the device (``clipbert.data.transforms.resize_pad_batch``).
-
-    Randomness comes from torch's generator so that DataLoader workers, which torch seeds
-    differently per worker and per epoch, never repeat each other's clips.
-    """
-
-    def __init__(
-        self,
-        store: VisualStore | None,
-        decoder: VideoDecoder,
-        sampling: FrameSampling,
-    ) -> None:
-        self.store = store
-        self.decoder = decoder
-        self.sampling = sampling
-
-    def frame_indices(self, info: VideoInfo) -> list[int]:
-        """The indices to decode, all clips concatenated (a fresh draw for ``rand``)."""
-        s = self.sampling
-        rng = random.Random(int(torch.randint(2**62, ()).item())) if s.strategy == "rand" else None
-        clips = sample_frame_indices(
-            info.num_frames,
-            info.fps,
-            n_clips=s.n_clips,
-            num_frames=s.num_frames,
-            fps=s.fps,
-            strategy=s.strategy,
-            rng=rng,
-        )
-        return [index for clip in clips for index in clip]
-
-    def __call__(self, video_id: str) -> torch.Tensor:
-        """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
-        return self.decode(self.store.get(video_id), f"video '{video_id}' in {self.store.path}")
-
-    def placeholder(self) -> torch.Tensor:
-        """Black clips standing in for an unreadable video in evaluation (see ``read_or_mark``)."""
-        return black_frames(self.sampling.n_clips, self.sampling.num_frames)
-
-    def decode(self, data: bytes, name: str) -> torch.Tensor:
-        """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
-        try:
-            frames = self.decoder.read(data, self.frame_indices)
-        except DecodeError as err:
-            raise DecodeError(f"{name}: {err}") from err
-        return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
-
-
-class ImageReader:
-    """Reads one image from the store as a one-clip, one-frame video: uint8 (1, 1, 3, H, W)."""
-
-    def __init__(self, store: VisualStore) -> None:
-        self.store = store
-
-    def placeholder(self) -> torch.Tensor:
-        return black_frames(1, 1)
-
-    def __call__(self, image_id: str) -> torch.Tensor:
-        try:
-            image = decode_image(self.store.get(image_id))
-        except DecodeError as err:
-            raise DecodeError(f"image '{image_id}' in {self.store.path}: {err}") from err
-        return image.unsqueeze(0)
-
-
-def black_frames(n_clips: int, num_frames: int) -> torch.Tensor:
-    """uint8 (n_clips, num_frames, 3, 32, 32) zeros, laid out channels-last like decoded frames."""
-    shape = (n_clips, num_frames, PLACEHOLDER_SIZE, PLACEHOLDER_SIZE, 3)
-    return torch.zeros(shape, dtype=torch.uint8).movedim(-1, -3)
-
-
-def read_or_mark(
-    read: VideoClipReader | ImageReader, video_id: str
-) -> tuple[torch.Tensor, str | None]:
-    """Evaluation never swaps a broken video for another: it gets black placeholder frames and
-    the reason, so its questions are listed in the outputs and counted wrong."""
-    try:
-        return read(video_id), None
-    except (DecodeError, KeyError) as err:  # KeyError: the store has no such key
-        reason = err.args[0] if err.args else type(err).__name__
-        log.warning("unreadable in evaluation, counted wrong: %s", reason)
-        return read.placeholder(), str(reason)
 
 
 class ReplaceBroken(Dataset):
     """Training items: seeded random draws, and an unreadable video replaced by another item.
 
-    Indexed by ``(index, seed)`` (see :class:`clipbert.data.samplers.SeededShuffleSampler`),
+    Indexed by ``(index, seed)`` (see :class:`clipbert.data.training_order.SeededShuffleSampler`),
     every random draw made while reading the item comes from ``seed`` and leaves the process's
     random stream as it was. At most ``attempts`` reads per item; the returned item records in
     ``replaced`` how many unreadable ones it stands for, so the training loop can log
@@ -190,7 +76,7 @@ def group_by_video(
         raise ValueError(f"max_texts_per_video must be >= 1 (got {max_per_video})")
     by_video: dict[str, list[VideoQAExample | VideoMCExample]] = {}
     for example in examples:
-        by_video.setdefault(example.video_id, []).append(example)
+        by_video.setdefault(example.store_key, []).append(example)
     return [
         questions[start : start + max_per_video]
         for questions in by_video.values()
@@ -198,7 +84,7 @@ def group_by_video(
     ]
 
 
-class VideoQADataset(Dataset):
+class QADataset(Dataset):
     """One item per video chunk: the video's clips and up to ``max_texts_per_video`` questions.
 
     Open-ended questions (``VideoQAExample``) give one text each, labelled through
@@ -233,7 +119,7 @@ class VideoQADataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         group = self.groups[index]
-        video_id = group[0].video_id
+        video_id = group[0].store_key
         if self.evaluation:
             frames, broken = read_or_mark(self.read_clips, video_id)
         else:

@@ -2,7 +2,7 @@
 
 Stores hand out raw file bytes, so decoders read from memory and never touch the file system.
 A decoder first reports the video's frame count and frame rate, lets the caller choose frame
-indices from them (see :mod:`clipbert.data.sampling`), then decodes just those frames.
+indices from them (see :mod:`clipbert.data.frame_sampling`), then decodes just those frames.
 Every failure of the underlying library surfaces as :class:`DecodeError`, so datasets can skip
 a broken sample with one ``except``.
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from clipbert.data.headers import declared_frame_count_error
+from clipbert.data.container_headers import declared_frame_count_error
 
 # Used when the container reports no usable frame rate. 30 fps is the most common rate in the
 # ClipBERT datasets; it only stretches or shrinks the clip window, never the frame choice itself.

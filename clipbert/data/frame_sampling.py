@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import numbers
 import random
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -120,3 +121,26 @@ def _is_positive_number(value: object) -> bool:
         and math.isfinite(value)
         and value > 0
     )
+
+
+@dataclass(frozen=True)
+class FrameSampling:
+    """How clips and frames are drawn from one video (the paper's N x T at ``fps``)."""
+
+    n_clips: int = 1
+    num_frames: int = 2
+    fps: float = 1.0
+    strategy: str = "rand"
+
+    def __post_init__(self) -> None:
+        """Refuse a bad setting here, when the config is read, not in a loader worker: sample
+        a one-frame video once, which checks every value and their combination."""
+        sample_frame_indices(
+            1,
+            1.0,
+            n_clips=self.n_clips,
+            num_frames=self.num_frames,
+            fps=self.fps,
+            strategy=self.strategy,
+            rng=random.Random(0),
+        )

@@ -20,6 +20,7 @@ from pathlib import Path
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from clipbert.atomic_files import write_text_atomic
 from clipbert.data.decoding import decode_image
 from clipbert.data.reencode import ReencodeSettings, reencode_video
 from clipbert.data.stores import (
@@ -28,7 +29,6 @@ from clipbert.data.stores import (
     normalize_extensions,
     scan_files,
 )
-from clipbert.files import write_text_atomic
 
 DEFAULT_EXTENSIONS: dict[str, tuple[str, ...]] = {
     "video": ("mp4", "avi", "mkv", "webm", "mov", "gif"),

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from clipbert.atomic_files import write_text_atomic
 from clipbert.data.annotations import iter_jsonl
-from clipbert.files import write_text_atomic
 
 MSRVTT_QA_TYPES = ("what", "who", "how", "where", "when")  # category_id 0..4
 FRAMEQA_TYPES = ("object", "number", "color", "location")  # TGIF FrameQA type 0..3
@@ -186,7 +186,7 @@ def vqa(
     return rows
 
 
-def answer_vocabulary(files: Iterable[str | os.PathLike], top_k: int) -> dict[str, int]:
+def build_ans2label(files: Iterable[str | os.PathLike], top_k: int) -> dict[str, int]:
     """``ans2label`` of the ``top_k`` most frequent answers of jsonl files (ties by first
     appearance); VQA rows count every answer in their ``labels``."""
     if top_k < 1:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from clipbert.atomic_files import write_bytes_atomic
 from clipbert.data.annotations import VIDEO_ID_FIELDS, iter_jsonl
 from clipbert.data.decoding import DecodeError, VideoDecoder, VideoInfo, decode_image
 from clipbert.data.stores import VisualStore
-from clipbert.files import write_bytes_atomic
 
 ID_FIELDS = (*VIDEO_ID_FIELDS, "image_id")
 BROKEN_LOG = "broken_entries.tsv"

@@ -33,8 +33,8 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
+from clipbert.atomic_files import write_text_atomic
 from clipbert.data.lmdb_builder import build_vis_db
-from clipbert.files import write_text_atomic
 
 log = logging.getLogger("clipbert.demo")
 

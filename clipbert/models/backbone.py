@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
-from clipbert.data.transforms import PendingResize
 from clipbert.models.checkpoints import load_bert_weights, load_grid_feat
+from clipbert.models.frame_input import FrameInput, Frames, leading_shape
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
 
@@ -22,21 +22,22 @@ log = logging.getLogger(__name__)
 
 PIXEL_MEAN_RGB = (123.675, 116.28, 103.53)
 PIXEL_STD_RGB = (1.0, 1.0, 1.0)
-CLIP_ORDERS = ("batched", "original")
 
 
 class ClipBertBackbone(nn.Module):
-    """CNN -> grid encoder -> visual embeddings, then one BERT over ``[text ; visual]``.
+    """Frames -> input transform -> CNN -> grid encoder -> visual embeddings, then one BERT
+    over ``[text ; visual]``.
 
-    Differences from the original's control flow that do not change numbers: all clips go
-    through the CNN as one batch and through BERT as one batch of sequences (the original runs
-    one full forward per clip; ``clip_order="original"`` does that too, to compare speed and
-    memory in one run), and the CNN runs once per video however many texts share it.
-    Everything after the CNN is computed per (text, clip) pair, so dropout draws independent
-    masks per pair exactly as the original's per-clip forwards do. Without autograd (inference)
-    the CNN takes at most ``eval_frames_per_pass`` frames at a time (resizing them just before,
-    when their resize is pending) and BERT at most ``eval_pairs_per_pass`` (text, clip) pairs,
-    so memory grows little with the number of clips.
+    The model takes the loaders' uint8 frames at their own size: its :class:`FrameInput`
+    resizes, pads and normalises them on its device (``image_size``, ``pixel_mean``,
+    ``pixel_std``). Differences from the original's control flow that do not change numbers:
+    all clips go through the CNN as one batch and through BERT as one batch of sequences (the
+    original runs one full forward per clip), and the CNN runs once per video however many
+    texts share it. Everything after the CNN is computed per (text, clip) pair, so dropout
+    draws independent masks per pair exactly as the original's per-clip forwards do. In eval
+    mode the CNN takes at most ``eval_frames_per_pass`` frames at a time (transforming them
+    just before) and BERT at most ``eval_pairs_per_pass`` (text, clip) pairs, so inference
+    memory grows little with the number of clips; in train mode each is one pass.
     """
 
     def __init__(
@@ -44,20 +45,16 @@ class ClipBertBackbone(nn.Module):
         cnn: ResNet,
         bert: BertModel,
         *,
+        image_size: int | None,
         random_token_sampling: int = 0,
         max_grid_size: int = 100,
         pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
         pixel_std: Sequence[float] = PIXEL_STD_RGB,
-        clip_order: str = "batched",
         eval_frames_per_pass: int = 8,
         eval_pairs_per_pass: int = 128,
         compile: bool = False,
     ) -> None:
         super().__init__()
-        if clip_order not in CLIP_ORDERS:
-            raise ValueError(f"clip_order must be one of {CLIP_ORDERS}, got {clip_order!r}")
-        if eval_frames_per_pass < 1:
-            raise ValueError(f"eval_frames_per_pass must be >= 1, got {eval_frames_per_pass}")
         if eval_pairs_per_pass < 1:
             raise ValueError(f"eval_pairs_per_pass must be >= 1, got {eval_pairs_per_pass}")
         if not isinstance(compile, bool):
@@ -65,6 +62,7 @@ class ClipBertBackbone(nn.Module):
         if bert.pooler is None:
             raise ValueError("ClipBERT pools the text [CLS]: build BertModel with its pooler")
         config = bert.config
+        self.frame_input = FrameInput(image_size, pixel_mean, pixel_std, eval_frames_per_pass)
         self.cnn = cnn
         self.grid_encoder = GridEncoder(cnn.out_channels, config.hidden_size)
         self.visual_embeddings = VisualEmbeddings(
@@ -78,11 +76,6 @@ class ClipBertBackbone(nn.Module):
         self.bert = bert
         # The original gives the visual embeddings BERT init and the grid encoder PyTorch's.
         self.visual_embeddings.apply(lambda m: _bert_init(m, config.initializer_range))
-        # RGB, 0-255 scale: (x - mean) / std, no /255, as the original's data pipeline does.
-        self.register_buffer("pixel_mean", _channel_vector(pixel_mean), persistent=False)
-        self.register_buffer("pixel_std", _channel_vector(pixel_std), persistent=False)
-        self.clip_order = clip_order
-        self.eval_frames_per_pass = eval_frames_per_pass
         self.eval_pairs_per_pass = eval_pairs_per_pass
         if compile:
             self.compile_parts()
@@ -99,29 +92,18 @@ class ClipBertBackbone(nn.Module):
     def hidden_size(self) -> int:
         return self.bert.config.hidden_size
 
-    def encode_frames(self, frames: Tensor | PendingResize) -> Tensor:
-        """RGB frames (..., 3, S, S), uint8 or float in 0-255 -> grids (..., h, w, H).
+    @property
+    def image_size(self) -> int | None:
+        return self.frame_input.image_size
 
-        Normalisation happens here, on the model's device, so loaders can ship uint8. Frames
-        whose resize is pending are resized chunk by chunk at inference, all at once otherwise.
-        """
-        lead = frames.shape[:-3]
-        if torch.is_grad_enabled():
-            if isinstance(frames, PendingResize):
-                frames = frames.resolve()
-            grid = self._cnn_grid(frames.reshape(-1, *frames.shape[-3:]))
-        else:
-            if isinstance(frames, PendingResize):
-                chunks = frames.chunks(self.eval_frames_per_pass)
-            else:
-                chunks = frames.reshape(-1, *frames.shape[-3:]).split(self.eval_frames_per_pass)
-            grid = torch.cat([self._cnn_grid(c) for c in chunks])
+    def encode_frames(self, frames: Frames) -> Tensor:
+        """Frames (..., 3, H, W) as the loaders ship them -> grids (..., h, w, H)."""
+        lead = leading_shape(frames)
+        grid = torch.cat([self._cnn_grid(x) for x in self.frame_input.chunks(frames)])
         return grid.permute(0, 2, 3, 1).reshape(*lead, *grid.shape[2:], grid.shape[1])
 
-    def _cnn_grid(self, frames: Tensor) -> Tensor:
-        """(F, 3, S, S) RGB 0-255 -> CNN grid (F, H, h, w)."""
-        # The CNN was trained on BGR input; flipping before the cast moves 1 byte per pixel.
-        x = (frames.flip(1).float() - self.pixel_mean.flip(0)) / self.pixel_std.flip(0)
+    def _cnn_grid(self, x: Tensor) -> Tensor:
+        """The CNN's input (F, 3, S, S) -> grid (F, H, h, w)."""
         features = self.cnn(x.to(self.cnn.conv1.weight.dtype))
         if features.is_cpu:
             # With channels-last input, oneDNN reorders the grid encoder's kernel (the largest
@@ -132,28 +114,18 @@ class ClipBertBackbone(nn.Module):
 
     def encode(
         self,
-        frames: Tensor | PendingResize,
+        frames: Frames,
         input_ids: Tensor,
         attention_mask: Tensor,
         visual_index: Tensor | None = None,
     ) -> Tensor:
         """Sequence output (E, N, L + visual tokens, H): text tokens first, then visual tokens.
 
-        frames (V, N, T, 3, S, S): V videos, N clips, T frames per clip. input_ids and
-        attention_mask (E, L). visual_index (E,) gives each text's video; None pairs text i
-        with video i. Each text is paired with each of its video's N clips.
+        frames (V, N, T, 3, H, W): V videos, N clips, T frames per clip, as the loaders ship
+        them (:data:`Frames`). input_ids and attention_mask (E, L). visual_index (E,) gives
+        each text's video; None pairs text i with video i. Each text is paired with each of its
+        video's N clips.
         """
-        if self.clip_order == "original":  # one whole forward per clip, as the original
-            per_clip = (
-                frames.split_clips()
-                if isinstance(frames, PendingResize)
-                else frames.split(1, dim=1)
-            )
-            clips = [
-                self.encode_grid(self.encode_frames(clip), input_ids, attention_mask, visual_index)
-                for clip in per_clip
-            ]
-            return torch.cat(clips, dim=1)
         return self.encode_grid(self.encode_frames(frames), input_ids, attention_mask, visual_index)
 
     def encode_grid(
@@ -180,7 +152,7 @@ class ClipBertBackbone(nn.Module):
         """Pooled text [CLS] (..., H) of sequence outputs (..., L + tokens, H)."""
         return self.bert.pooler(hidden.flatten(0, -3)).unflatten(0, hidden.shape[:-2])
 
-    def video_tokens(self, frames: Tensor | PendingResize) -> Tensor:
+    def video_tokens(self, frames: Frames) -> Tensor:
         """Visual tokens (V, N, tokens, H) of each clip, to pair with many texts in evaluation.
 
         Equal to what ``encode`` computes per pair in eval mode, where the visual embeddings
@@ -202,17 +174,17 @@ class ClipBertBackbone(nn.Module):
 
     def forward(
         self,
-        frames: Tensor | PendingResize,
+        frames: Frames,
         input_ids: Tensor,
         attention_mask: Tensor,
         visual_index: Tensor | None = None,
     ) -> Tensor:
         """Pooled text [CLS] (E, N, H) per (text, clip); see ``encode`` for the inputs.
 
-        At inference BERT takes at most ``eval_pairs_per_pass`` (text, clip) pairs at a time
+        In eval mode BERT takes at most ``eval_pairs_per_pass`` (text, clip) pairs at a time
         after the one CNN pass, so its activations do not grow with texts x clips.
         """
-        if torch.is_grad_enabled() or self.clip_order == "original":
+        if self.training:
             return self.pool(self.encode(frames, input_ids, attention_mask, visual_index))
         grid = self.encode_frames(frames)
         visual_index = _pair_index(visual_index, input_ids.shape[0], grid)
@@ -234,10 +206,6 @@ def _pair_index(visual_index: Tensor | None, num_texts: int, grid: Tensor) -> Te
     if num_texts != grid.shape[0]:
         raise ValueError(f"{num_texts} texts but {grid.shape[0]} videos: pass visual_index")
     return torch.arange(num_texts, device=grid.device)
-
-
-def _channel_vector(values: Sequence[float]) -> Tensor:
-    return torch.tensor(list(values), dtype=torch.float32).view(3, 1, 1)
 
 
 def _bert_init(module: nn.Module, std: float) -> None:
@@ -295,18 +263,20 @@ def build_bert(
 def build_backbone(
     cnn: Mapping[str, Any],
     bert: Mapping[str, Any],
+    image_size: int | None,
     vocab_size: int | None = None,
     cnn_weights: str | None = None,
     random_token_sampling: int = 0,
     pixel_mean: Sequence[float] = PIXEL_MEAN_RGB,
     pixel_std: Sequence[float] = PIXEL_STD_RGB,
-    clip_order: str = "batched",
     eval_frames_per_pass: int = 8,
     eval_pairs_per_pass: int = 128,
     compile: bool = False,
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
     ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
+    ``image_size`` and ``vocab_size`` come from the task's data (its ``image_size`` and
+    tokenizer), as the run layer builds a task.
 
     Keeping the BERT values flat lets users write ``model.bert.num_hidden_layers=1``. A
     ``pretrained_dir`` with a config.json overrides the listed values.
@@ -325,10 +295,10 @@ def build_backbone(
             vocab_size=vocab_size,
             attn_implementation=attn_implementation,
         ),
+        image_size=image_size,
         random_token_sampling=random_token_sampling,
         pixel_mean=pixel_mean,
         pixel_std=pixel_std,
-        clip_order=clip_order,
         eval_frames_per_pass=eval_frames_per_pass,
         eval_pairs_per_pass=eval_pairs_per_pass,
         compile=compile,

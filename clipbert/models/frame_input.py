@@ -1,23 +1,34 @@
-"""Frame transform of the original ClipBERT: resize the longer side, then pad to a square.
+"""The model's input transform: uint8 frames of any size -> what the CNN reads, on the device.
 
-The same transform serves images and video frames; there is no augmentation. The original
-resizes in float and keeps the float result; rounding it back to uint8 moves a pixel by up to
-0.5 and the logits by about 1e-2, far outside parity. So loaders ship decoded frames as uint8
-at their own size (stacked when a batch shares one size, else ragged, usually fewer bytes than
-the resized square) and ``resize_pad_batch`` runs the exact float transform on the model's device
-(at inference ``PendingResize`` defers it to the CNN's chunks, so a batch never holds it whole).
-Frames stay channels-last in memory (as decoders write them) from the decoder to the CNN; the
-transform gives the same values for either layout.
+The original's ``ImageResize`` + ``ImagePad`` + ``ImageNorm``, in that order: the longer side
+resized to ``image_size`` (bilinear, ``align_corners=False``, no antialiasing, in float32; the
+shorter side truncated), zeros on the right and bottom up to a square, then RGB -> BGR and
+``(x - mean) / std`` on the 0-255 scale (zeros of the padding included, as the original). The
+original keeps the resized frames in float; rounding them back to uint8 moves a pixel by up to
+0.5 and the logits by about 1e-2, far outside parity, so loaders ship decoded uint8 frames at
+their own size and this runs on the model's device. Frames stay channels-last in memory (as
+decoders write them) up to the CNN; the transform gives the same values for either layout.
+
+In training the whole batch is transformed at once (one autograd graph). In evaluation the
+frames come in chunks of ``frames_per_chunk``, each transformed just before the CNN reads it,
+so a batch never holds all its frames as float32 at ``image_size`` (16 videos x 16 clips x 2
+frames at 448 would be 1.2 GB). Every frame is transformed on its own either way, so the values
+are the same.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
+
+Frames = Tensor | tuple[Tensor, ...]
+"""V videos' frames: one (V, ..., 3, H, W) tensor, or a tuple of V (..., 3, h_i, w_i) tensors
+of different sizes (what the loaders ship)."""
+
+MIN_IMAGE_SIZE = 32  # one res5 cell
 
 
 def resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
@@ -29,11 +40,8 @@ def resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
 
 
 def resize_pad(frames: Tensor, image_size: int) -> Tensor:
-    """Frames (..., 3, H, W), uint8 or float on 0-255 -> float32 (..., 3, S, S).
-
-    The original's ``ImageResize`` + ``ImagePad``: bilinear, ``align_corners=False``, no
-    antialiasing, in float32, longer side to ``image_size``; zeros on the right and bottom.
-    """
+    """Frames (..., 3, H, W), uint8 or float on 0-255 -> float32 (..., 3, S, S): longer side to
+    ``image_size``, then zero padding on the right and bottom."""
     if frames.dim() < 3 or frames.shape[-3] != 3:
         raise ValueError(f"expected frames shaped (..., 3, H, W), got {tuple(frames.shape)}")
     lead, (height, width) = frames.shape[:-3], frames.shape[-2:]
@@ -45,82 +53,84 @@ def resize_pad(frames: Tensor, image_size: int) -> Tensor:
     return flat.view(*lead, 3, image_size, image_size)
 
 
-def batch_frames(frames: Sequence[Tensor]) -> Tensor | tuple[Tensor, ...]:
-    """Per-video uint8 frames (..., 3, h_i, w_i) -> one stacked tensor when they share a size
-    (the common case), else the tuple itself: padding a 176x144 clip to 1920x1080 beside it
-    would copy hundreds of MB of zeros per batch (``resize_pad_batch`` takes both forms)."""
-    first = frames[0].shape
-    if all(f.shape == first for f in frames):
-        return torch.stack(list(frames))  # keeps the frames' layout
-    return tuple(frames)
-
-
-def resize_pad_batch(frames: Tensor | Sequence[Tensor], image_size: int) -> Tensor:
-    """V videos, stacked (V, ..., 3, H, W) or ragged (a sequence of (..., 3, h_i, w_i)) ->
-    float32 (V, ..., 3, S, S). Ragged videos of one size are resized in one call."""
+def leading_shape(frames: Frames) -> torch.Size:
+    """The (V, ..., ) dims of the frames before (3, H, W)."""
     if isinstance(frames, Tensor):
-        return resize_pad(frames, image_size)
-    lead = frames[0].shape[:-3]
-    out = frames[0].new_empty((len(frames), *lead, image_size, image_size, 3), dtype=torch.float32)
-    out = out.movedim(-1, -3)  # channels-last, as resize_pad returns for decoded frames
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for index, video in enumerate(frames):
-        groups.setdefault(tuple(video.shape), []).append(index)
-    for indices in groups.values():
-        select = torch.tensor(indices, device=out.device)
-        out[select] = resize_pad(torch.stack([frames[i] for i in indices]), image_size)
-    return out
+        return frames.shape[:-3]
+    return torch.Size((len(frames), *frames[0].shape[:-3]))
 
 
-@dataclass(frozen=True)
-class PendingResize:
-    """Frames whose resize waits until the CNN reads them, a few at a time.
+class FrameInput(nn.Module):
+    """uint8 RGB frames at their own size -> the CNN's float BGR input (see the module doc).
 
-    At inference the CNN takes ``eval_frames_per_pass`` frames per pass; resizing each group just
-    before its pass keeps a batch from holding all its frames as float32 at ``image_size`` (16
-    videos x 16 clips x 2 frames at 448 would be 1.2 GB). The values are those of
-    ``resize_pad_batch``: every frame is resized on its own either way.
+    ``image_size`` None takes frames as they come, already resized and padded (the original's
+    calling convention, ``clipbert.load_original``).
     """
 
-    frames: Tensor | tuple[Tensor, ...]  # as resize_pad_batch takes them
-    image_size: int
+    def __init__(
+        self,
+        image_size: int | None,
+        pixel_mean: Sequence[float],
+        pixel_std: Sequence[float],
+        frames_per_chunk: int = 8,
+    ) -> None:
+        super().__init__()
+        if image_size is not None and (
+            isinstance(image_size, bool)
+            or not isinstance(image_size, int)
+            or image_size < MIN_IMAGE_SIZE
+        ):
+            raise ValueError(f"image_size must be >= {MIN_IMAGE_SIZE}, got {image_size!r}")
+        if frames_per_chunk < 1:
+            raise ValueError(f"eval_frames_per_pass must be >= 1, got {frames_per_chunk}")
+        self.image_size = image_size
+        self.frames_per_chunk = frames_per_chunk
+        # Stored in BGR order: the CNN was trained on BGR input, as the original's.
+        self.register_buffer("bgr_mean", _bgr_vector(pixel_mean), persistent=False)
+        self.register_buffer("bgr_std", _bgr_vector(pixel_std), persistent=False)
 
-    @property
-    def shape(self) -> torch.Size:
-        """The resized frames' shape, (V, ..., 3, S, S)."""
-        if isinstance(self.frames, Tensor):
-            lead = self.frames.shape[:-3]
-        else:
-            lead = (len(self.frames), *self.frames[0].shape[:-3])
-        return torch.Size((*lead, 3, self.image_size, self.image_size))
+    def chunks(self, frames: Frames) -> Iterator[Tensor]:
+        """The CNN's input for every frame, flattened in the order of the leading dims: one
+        (F, 3, S, S) tensor in training, chunks of at most ``frames_per_chunk`` in evaluation."""
+        if self.training:
+            yield self.normalize(self.resize(frames).flatten(0, -4))
+            return
+        videos = [frames] if isinstance(frames, Tensor) else frames
+        for video in videos:  # a ragged batch's videos differ in size: each on its own
+            for chunk in video.reshape(-1, *video.shape[-3:]).split(self.frames_per_chunk):
+                yield self.normalize(self.resize(chunk))
 
-    @property
-    def device(self) -> torch.device:
-        return (self.frames if isinstance(self.frames, Tensor) else self.frames[0]).device
+    def resize(self, frames: Frames) -> Tensor:
+        """Float32 frames (V, ..., 3, S, S), resized and padded; ragged videos of one size are
+        resized in one call."""
+        with torch.autocast(_device(frames).type, enabled=False):  # float32 under autocast too
+            if self.image_size is None:
+                return frames.float() if isinstance(frames, Tensor) else torch.stack(frames).float()
+            if isinstance(frames, Tensor):
+                return resize_pad(frames, self.image_size)
+            return self._resize_ragged(frames, self.image_size)
 
-    def __len__(self) -> int:
-        return len(self.frames)
+    def normalize(self, frames: Tensor) -> Tensor:
+        """Resized RGB frames (F, 3, S, S), 0-255 -> BGR, minus the mean, over the std."""
+        return (frames.flip(1) - self.bgr_mean) / self.bgr_std
 
-    def resolve(self) -> Tensor:
-        """All frames resized at once (what training needs: one autograd graph)."""
-        with torch.autocast(self.device.type, enabled=False):  # float32 inside autocast too
-            return resize_pad_batch(self.frames, self.image_size)
+    @staticmethod
+    def _resize_ragged(frames: Sequence[Tensor], image_size: int) -> Tensor:
+        lead = frames[0].shape[:-3]
+        shape = (len(frames), *lead, image_size, image_size, 3)
+        out = frames[0].new_empty(shape, dtype=torch.float32).movedim(-1, -3)  # channels-last
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for index, video in enumerate(frames):
+            groups.setdefault(tuple(video.shape), []).append(index)
+        for indices in groups.values():
+            select = torch.tensor(indices, device=out.device)
+            out[select] = resize_pad(torch.stack([frames[i] for i in indices]), image_size)
+        return out
 
-    def chunks(self, size: int) -> Iterator[Tensor]:
-        """Resized frames (k <= size, 3, S, S), in the order of the flattened leading dims."""
-        videos = [self.frames] if isinstance(self.frames, Tensor) else self.frames
-        for video in videos:  # a ragged batch's videos differ in size: resize each on its own
-            for chunk in video.reshape(-1, *video.shape[-3:]).split(size):
-                with torch.autocast(self.device.type, enabled=False):
-                    resized = resize_pad(chunk, self.image_size)
-                yield resized  # outside the block: the CNN pass that reads it keeps autocast
 
-    def split_clips(self) -> list[PendingResize]:
-        """One (V, 1, T, ...) batch per clip, for the original's clip order."""
-        if isinstance(self.frames, Tensor):
-            return [PendingResize(clip, self.image_size) for clip in self.frames.split(1, dim=1)]
-        clips = self.frames[0].shape[0]
-        return [
-            PendingResize(tuple(video[i : i + 1] for video in self.frames), self.image_size)
-            for i in range(clips)
-        ]
+def _device(frames: Frames) -> torch.device:
+    return (frames if isinstance(frames, Tensor) else frames[0]).device
+
+
+def _bgr_vector(rgb: Sequence[float]) -> Tensor:
+    return torch.tensor(list(rgb), dtype=torch.float32).flip(0).view(3, 1, 1)

@@ -1,10 +1,12 @@
-"""Task heads on the pooled [CLS] output."""
+"""Task heads on the pooled [CLS] output, and how per-clip scores become one per text."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLMPredictionHead, BertPreTrainingHeads
+
+SCORE_AGGREGATIONS = ("mean", "max", "lse")
 
 
 class MLPClassifier(nn.Module):
@@ -35,6 +37,21 @@ class MLPClassifier(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         """pooled (..., H) -> logits (..., C)."""
         return self.classifier(self.dropout(pooled))
+
+
+def aggregate_clip_logits(logits: Tensor, how: str) -> Tensor:
+    """Combine per-clip logits (E, N, C) into one score per text (E, C).
+
+    ``lse`` (logsumexp over clips) followed by cross-entropy is exactly the original's lse
+    training loss, so one code path serves training and inference.
+    """
+    if how == "mean":
+        return logits.mean(dim=1)
+    if how == "max":
+        return logits.max(dim=1).values
+    if how == "lse":
+        return logits.logsumexp(dim=1)
+    raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{how}'")
 
 
 def group_options(scores: Tensor, num_options: int) -> Tensor:

@@ -22,9 +22,8 @@ from clipbert.models.checkpoints import (
     load_weights,
     read_state_dict,
 )
-from clipbert.models.heads import MLPClassifier, group_options
+from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, group_options
 from clipbert.models.resnet import resnet50
-from clipbert.tasks.base import aggregate_clip_logits
 
 HEADS = ("qa", "mc", "retrieval")
 LOSS_TYPES = ("ce", "bce")
@@ -203,7 +202,7 @@ def load_original(
     grid_size = sd["backbone.visual_embeddings.row_position_embeddings.weight"].shape[0]
     # Original inputs arrive mean-subtracted, so the model itself normalises nothing.
     backbone = ClipBertBackbone(
-        resnet50(), bert, max_grid_size=grid_size, pixel_mean=(0.0, 0.0, 0.0)
+        resnet50(), bert, image_size=None, max_grid_size=grid_size, pixel_mean=(0.0, 0.0, 0.0)
     )
     model = OriginalClipBert(
         backbone, MLPClassifier(bert_config["hidden_size"], width), head, num_options

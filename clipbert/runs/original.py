@@ -13,14 +13,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import Tensor
 
-from clipbert.cli.run_record import (
-    LoadedRun,
-    check_targets,
-    run_from_checkpoint,
-    tokenizer_files,
-)
-from clipbert.data.annotations import answer_vocabulary, load_ans2label
-from clipbert.data.datamodule import load_tokenizer
+from clipbert.data.annotations import answers_by_label, load_ans2label
+from clipbert.data.text import load_tokenizer
 from clipbert.models.checkpoints import (
     PRETRAINING_HEADS,
     convert_original_state_dict,
@@ -29,6 +23,8 @@ from clipbert.models.checkpoints import (
     unwrap_state_dict,
 )
 from clipbert.models.original import infer_bert_config
+from clipbert.runs.configs import check_targets
+from clipbert.runs.record import TrainedRun, tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +33,7 @@ log = logging.getLogger(__name__)
 ORIGINAL_CNN = {"norm": "frozen_bn", "stride_in_1x1": True}
 
 
-def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedRun:
+def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> TrainedRun:
     """Pair an original fine-tuned state dict with the task and model config in ``cfg``."""
     sd, dropped = convert_original_state_dict(state_dict)
     sd = {k: v for k, v in sd.items() if not k.startswith(PRETRAINING_HEADS)}
@@ -54,7 +50,7 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
     datamodule = cfg.task.datamodule
     ans2label = datamodule.get("ans2label")
     answers = (
-        {"answer_vocabulary": answer_vocabulary(load_ans2label(ans2label))} if ans2label else {}
+        {"answer_vocabulary": answers_by_label(load_ans2label(ans2label))} if ans2label else {}
     )
     model = OmegaConf.to_container(cfg.model, resolve=True)
     for key, value in ORIGINAL_CNN.items():
@@ -68,7 +64,7 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
         "task": OmegaConf.to_container(cfg.task, resolve=True),
         "model": model,
     }
-    return LoadedRun(
+    return TrainedRun(
         state_dict=sd,
         hyper_parameters={
             **answers,
@@ -80,7 +76,7 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> LoadedR
     )
 
 
-def load_any_run(path: str | Path, cfg: DictConfig) -> LoadedRun:
+def load_any_run(path: str | Path, cfg: DictConfig) -> TrainedRun:
     """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``.
 
     ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it, and
@@ -89,7 +85,7 @@ def load_any_run(path: str | Path, cfg: DictConfig) -> LoadedRun:
     with open_dict(cfg):
         cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
     checkpoint = load_plain(path)
-    run = run_from_checkpoint(checkpoint)
+    run = TrainedRun.from_checkpoint(checkpoint)
     if run is not None:
         check_targets(run.config, f"the run record of {path}", cfg.get("trusted_targets") or ())
         return run

@@ -1,119 +1,72 @@
-"""What every ClipBERT task shares: clip aggregation, optimizer groups, the lr schedule."""
+"""What every ClipBERT task shares: the backbone, the optimisation recipe, the task protocol."""
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from torch import nn
+from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from clipbert.data.collate import FramesBatch
+from clipbert.data.batches import FramesBatch, QABatch
+from clipbert.data.text import TextTokenizer
 from clipbert.models.backbone import ClipBertBackbone
-
-SCORE_AGGREGATIONS = ("mean", "max", "lse")
-CNN_PREFIXES = ("backbone.cnn.", "backbone.grid_encoder.")
-MIN_LR = 1e-8
+from clipbert.models.heads import SCORE_AGGREGATIONS
+from clipbert.tasks.optimization import (
+    MIN_LR,
+    clip_grad_norm,
+    global_batch_facts,
+    parameter_groups,
+    warmup_linear_decay,
+)
 
 log = logging.getLogger(__name__)
 
 
-def clip_grad_norm(parameters: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """``torch.nn.utils.clip_grad_norm_`` without its pass over every gradient when the norm is
-    within ``max_norm``: torch then multiplies each by exactly 1.0, which for a 135 M-parameter
-    model costs a read and a write of 540 MB per step on the CPU. On an accelerator the pass is
-    cheap and the test would make the host wait for the device, so torch's way is kept there.
-    Returns the total norm, as torch does."""
-    grads = [p.grad for p in parameters if p.grad is not None]
-    norm = nn.utils.get_total_norm(grads)
-    # torch's scale is max_norm / (norm + 1e-6) clamped to 1: below 1 (or NaN) it must run
-    if norm.device.type != "cpu" or not norm + 1e-6 <= max_norm:
-        nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
-    return norm
+@dataclass
+class PredictionReport:
+    """What a task wrote for one predicted split: its size in words ("480 questions"), its
+    metrics (empty without gold answers) and the files."""
+
+    size: str
+    metrics: dict[str, float]
+    files: list[Path] = field(default_factory=list)
 
 
-def aggregate_clip_logits(logits: torch.Tensor, how: str) -> torch.Tensor:
-    """Combine per-clip logits (E, N, C) into one score per text (E, C).
-
-    ``lse`` (logsumexp over clips) followed by cross-entropy is exactly the original's lse
-    training loss, so one code path serves training and inference.
-    """
-    if how == "mean":
-        return logits.mean(dim=1)
-    if how == "max":
-        return logits.max(dim=1).values
-    if how == "lse":
-        return logits.logsumexp(dim=1)
-    raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{how}'")
-
-
-def warmup_linear_decay(step: int, warmup_steps: int, total_steps: int) -> float:
-    """The original's schedule: linear warmup, then linear decay to 0 at ``total_steps``.
-
-    ``step`` counts optimizer steps from 1, as the original increments its step before
-    setting the learning rate.
-    """
-    if step < warmup_steps:
-        return step / warmup_steps
-    return max(total_steps - step, 0) / max(total_steps - warmup_steps, 1)
-
-
-def is_no_decay(name: str) -> bool:
-    """Biases and LayerNorm parameters are not weight-decayed (the original's rule)."""
-    return "bias" in name or "LayerNorm" in name
-
-
-def parameter_groups(
-    named_parameters: Iterable[tuple[str, nn.Parameter]],
-    *,
-    cnn_lr: float,
-    cnn_weight_decay: float,
-) -> list[dict]:
-    """Split trainable parameters into transformer/CNN x decay/no-decay groups.
-
-    Transformer groups take the optimizer's own lr and weight decay; CNN groups (ResNet and
-    grid encoder) take ``cnn_lr`` and ``cnn_weight_decay``. Frozen parameters are left out.
-    """
-    buckets: dict[tuple[bool, bool], list[nn.Parameter]] = {}
-    for name, param in named_parameters:
-        if not param.requires_grad:
-            continue
-        key = (name.startswith(CNN_PREFIXES), is_no_decay(name))
-        buckets.setdefault(key, []).append(param)
-    groups = []
-    for (is_cnn, no_decay), params in sorted(buckets.items()):
-        group: dict = {"params": params, "name": f"{'cnn' if is_cnn else 'transformer'}"}
-        group["name"] += "_no_decay" if no_decay else ""
-        if is_cnn:
-            group["lr"] = cnn_lr
-            group["weight_decay"] = cnn_weight_decay
-        if no_decay:
-            group["weight_decay"] = 0.0
-        groups.append(group)
-    return groups
-
-
-def global_batch_facts(trainer: pl.Trainer, total_steps: int, warmup_steps: int) -> dict:
-    """The batch the optimizer really sees (videos per device x processes over all nodes x
-    accumulation) and the schedule's length, as logged and stored in checkpoints."""
-    per_device = getattr(trainer.datamodule, "batch_size", None)
-    processes, accumulated = trainer.world_size, trainer.accumulate_grad_batches
-    return {
-        "global_batch_size": None if per_device is None else per_device * processes * accumulated,
-        "per_device_batch_size": per_device,
-        "world_size": processes,
-        "accumulate_grad_batches": accumulated,
-        "optimizer_steps": total_steps,
-        "warmup_steps": warmup_steps,
-    }
+def one_input_batch(frames: Tensor, texts: list[str], tokenize: TextTokenizer) -> QABatch:
+    """One video's (or image's) frames (1, N, T, 3, H, W) with the text rows of one question,
+    as a batch on the frames' device."""
+    input_ids, attention_mask = tokenize(texts)
+    device = frames.device
+    return QABatch(
+        frames=frames,
+        input_ids=input_ids.to(device),
+        attention_mask=attention_mask.to(device),
+        visual_index=torch.zeros(len(texts), dtype=torch.long, device=device),
+        labels=torch.zeros(1, dtype=torch.long, device=device),
+        texts_per_question=len(texts),
+    )
 
 
 class ClipBertTask(pl.LightningModule):
-    """Base LightningModule: a shared backbone plus the original's optimisation recipe."""
+    """Base LightningModule: a shared backbone plus the original's optimisation recipe.
+
+    Every task answers the same questions, so that ``predict.py``, the :class:`Predictor` and
+    the result files never ask which task they hold (the task protocol):
+
+    - ``predict_step``: what a batch's predictions are (records, or what a ranking needs); it
+      also updates the ``predict`` stage's metric, the same kind that evaluation logs;
+    - ``write_predictions``: the split's prediction files, ours and the original's, and its
+      metrics, from those outputs and that metric;
+    - ``answer`` / ``choose`` / ``match``: one video (or image) with one question, one set of
+      options or one caption; a task that cannot score such an input raises ``TypeError``.
+    """
 
     def __init__(
         self,
@@ -149,6 +102,29 @@ class ClipBertTask(pl.LightningModule):
             sync_dist=True,
             batch_size=1,
         )
+
+    def write_predictions(
+        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+    ) -> PredictionReport:
+        """Write what ``trainer.predict`` returned for one split under ``output_dir``."""
+        raise NotImplementedError
+
+    def answer(
+        self, frames: Tensor, question: str, tokenize: TextTokenizer, top_k: int
+    ) -> list[tuple[str, float]]:
+        """Open-ended QA on one input (frames (1, N, T, 3, H, W)): the ``top_k`` answers of the
+        vocabulary with their probabilities, best first."""
+        raise TypeError(f"{type(self).__name__} does not answer open questions")
+
+    def choose(
+        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
+    ) -> list[float]:
+        """Multiple choice on one input: the probability of each option, in their order."""
+        raise TypeError(f"{type(self).__name__} does not score options")
+
+    def match(self, frames: Tensor, caption: str, tokenize: TextTokenizer) -> float:
+        """Retrieval on one input: p(the caption describes the video)."""
+        raise TypeError(f"{type(self).__name__} does not score captions")
 
     def configure_gradient_clipping(
         self,

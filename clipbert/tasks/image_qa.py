@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from clipbert.data.collate import VideoQABatch
-from clipbert.metrics import VQAScore
+from clipbert.data.batches import QABatch
+from clipbert.metrics import vqa_earned
 from clipbert.tasks.video_qa import VideoQATask
 
 VQA_ANSWER_TYPES = ("yes/no", "number", "other")
@@ -18,8 +18,11 @@ class ImageQATask(VideoQATask):
     """An image is a one-frame clip; the head classifies over the answer vocabulary (3129 for
     VQA). The loss is BCE with the soft scores as targets, summed over labels and averaged
     over questions, as the original's; the metric is the VQA score (the gold soft score of the
-    predicted answer), overall and per answer type.
+    predicted answer), overall and per answer type. Each answer's probability is its sigmoid,
+    as the BCE loss trains it.
     """
+
+    metric_name = "score"
 
     def __init__(
         self,
@@ -32,15 +35,11 @@ class ImageQATask(VideoQATask):
         super().__init__(
             backbone, answer_vocabulary=answer_vocabulary, answer_types=answer_types, **task_kwargs
         )
-        self.val_acc = VQAScore(answer_types)
-        self.test_acc = VQAScore(answer_types)
 
-    primary_metric = "score"
-
-    def targets(self, batch: VideoQABatch) -> torch.Tensor:
+    def targets(self, batch: QABatch) -> torch.Tensor:
         return batch.target_scores
 
-    def loss_weight(self, batch: VideoQABatch) -> int:
+    def loss_weight(self, batch: QABatch) -> int:
         return len(batch)  # the soft-score loss averages over every question
 
     def _loss(self, logits: torch.Tensor, target_scores: torch.Tensor) -> torch.Tensor:
@@ -50,15 +49,19 @@ class ImageQATask(VideoQATask):
         )
         return losses.sum(dim=1).mean()
 
-    def update_metric(
-        self, metric: VQAScore, predicted: torch.Tensor, batch: VideoQABatch, broken: torch.Tensor
-    ) -> None:
-        """The VQA score; a question on an unreadable video earns 0."""
-        earned = batch.target_scores.masked_fill(broken[:, None], 0.0)
-        metric.update(predicted, earned, batch.answer_types)
+    def answer_probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.candidate_logits(logits).float().sigmoid()
 
-    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+    def question_scores(self, predicted: torch.Tensor, batch: QABatch) -> torch.Tensor:
+        """The VQA score: the soft score of the predicted answer."""
+        return vqa_earned(predicted, batch.target_scores)
+
+    def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         record = super().describe(batch, i, indices, probs)
         row = batch.target_scores[i]
         gold = {self.answer_vocabulary[j]: round(row[j].item(), 4) for j in row.nonzero().flatten()}
         return {**record, "gold_scores": gold}
+
+    def original_result(self, record: dict) -> dict:
+        """The VQA submission format, as the original writes it."""
+        return {"question_id": record["question_id"], "answer": record["prediction"]}

@@ -4,21 +4,32 @@ training, every caption against every video in evaluation."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
-from clipbert.data.collate import PairBatch, VideoBatch, VideoQABatch
+from clipbert.data.batches import PairBatch, QABatch, VideoBatch
 from clipbert.data.datamodule import RankingTexts
-from clipbert.metrics import QAAccuracy, retrieval_metrics
-from clipbert.models.heads import MLPClassifier, tie_mlm_head
-from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
+from clipbert.data.text import TextTokenizer
+from clipbert.metrics import GroupedMean, ScoreColumns, qa_hits, retrieval_metrics
+from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, tie_mlm_head
+from clipbert.tasks.base import ClipBertTask, PredictionReport, one_input_batch
+from clipbert.tasks.results import (
+    original_qa_result,
+    write_json,
+    write_qa_results,
+    write_ranking_results,
+)
 
 log = logging.getLogger(__name__)
 
 MATCH = 1  # the label of a matching pair (the original's ITM convention)
+STAGES = ("val", "test", "predict")
 
 
 def scored_part(matrix: Tensor, text_to_video: Tensor) -> tuple[Tensor, Tensor]:
@@ -100,10 +111,12 @@ class RetrievalTask(ClipBertTask):
             else None
         )
         self.head = MLPClassifier(backbone.hidden_size, 2, dropout=classifier_dropout)
-        self._columns: list[tuple[Tensor, Tensor]] = []
-        self.mc_acc = QAAccuracy()
+        # every caption x video score, gathered across processes for ranking
+        self.score_columns = torch.nn.ModuleDict({stage: ScoreColumns() for stage in STAGES})
+        # the MSRVTT multiple-choice test: the option with the highest p(match)
+        self.mc_accuracy = torch.nn.ModuleDict({stage: GroupedMean("acc") for stage in STAGES})
 
-    def forward(self, batch: PairBatch | VideoQABatch) -> Tensor:
+    def forward(self, batch: PairBatch | QABatch) -> Tensor:
         """Aggregated match logits (R, 2) of the batch's (text, video) rows."""
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
@@ -220,12 +233,6 @@ class RetrievalTask(ClipBertTask):
     def _ranking_texts(self, split: str) -> RankingTexts:
         return self.trainer.datamodule.ranking_texts(split)
 
-    def _score_step(self, batch: VideoBatch, split: str) -> None:
-        scores = self.video_scores(batch, self._ranking_texts(split))
-        broken = float(sum(reason is not None for reason in batch.broken))
-        self.log(f"{split}/broken", broken, reduce_fx="sum", sync_dist=True, batch_size=len(batch))
-        self._columns.append((batch.indices, scores))
-
     def video_scores(self, batch: VideoBatch, texts: RankingTexts) -> Tensor:
         """Scores of the batch's videos; an unreadable video scores -1 with every caption, below
         any probability, so it is never retrieved and its captions count as misses."""
@@ -235,96 +242,130 @@ class RetrievalTask(ClipBertTask):
             scores[:, broken] = -1.0
         return scores
 
-    def _log_ranking(self, stage: str, split: str) -> None:
-        if self.trainer.sanity_checking:  # a few batches only: no complete matrix to rank
-            self._columns = []
-            return
-        texts = self._ranking_texts(split)
-        matrix, text_to_video = scored_part(
-            self.gather_score_matrix(len(texts.text_to_video), len(texts.video_ids)),
-            texts.text_to_video,
-        )
-        metrics = retrieval_metrics(matrix, text_to_video)
-        # Every process holds the whole matrix after the gather: no further reduction.
-        self.log(f"{stage}/r1_t2v", metrics.pop("r1_t2v"), prog_bar=True)
-        self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()})
-
-    def gather_score_matrix(self, num_texts: int, num_videos: int) -> Tensor:
-        """The (num_texts, num_videos) matrix from this epoch's columns, across processes.
-
-        Evaluation shards are not padded (no video is scored twice), so processes may hold
-        different numbers of columns: each pads to the largest count for the gather, and the
-        padding (index -1) is dropped after it.
-        """
-        columns, self._columns = self._columns, []
-        if columns:
-            indices = torch.cat([i for i, _ in columns])
-            scores = torch.cat([s for _, s in columns], dim=1)
-        else:  # more processes than batches: this one scored nothing
-            indices = torch.empty(0, dtype=torch.long, device=self.device)
-            scores = torch.empty(num_texts, 0, device=self.device)
-        if self.trainer.world_size > 1:
-            count = torch.tensor([indices.numel()], device=indices.device)
-            padding = int(self.all_gather(count).max()) - indices.numel()
-            indices = F.pad(indices, (0, padding), value=-1)
-            scores = F.pad(scores, (0, padding), value=float("nan"))
-            indices = self.all_gather(indices).flatten()
-            scores = self.all_gather(scores).permute(1, 0, 2).flatten(1)
-            kept = indices >= 0
-            indices, scores = indices[kept], scores[:, kept]
-        matrix = scores.new_full((scores.shape[0], num_videos), float("nan"))
-        matrix[:, indices] = scores
-        return matrix.cpu()
-
-    def option_scores(self, batch: VideoQABatch) -> Tensor:
+    def option_scores(self, batch: QABatch) -> Tensor:
         """p(match) of each candidate caption: (Q, options)."""
         match = self(batch).float().softmax(dim=-1)[:, MATCH]
         return match.view(len(batch), batch.texts_per_question)
 
-    def _eval_step(self, batch: VideoBatch | VideoQABatch, split: str) -> None:
-        if isinstance(batch, VideoQABatch):
-            predicted = self.option_scores(batch).argmax(dim=-1)
-            predicted = predicted.masked_fill(batch.broken_mask(), -1)  # counted wrong
-            self.mc_acc.update(predicted, batch.labels, batch.answer_types)
-        else:
-            self._score_step(batch, split)
+    def _choose_options(self, batch: QABatch, stage: str) -> Tensor:
+        """The multiple-choice test's option scores, the stage's accuracy updated (a question on
+        an unreadable video counted wrong)."""
+        scores = self.option_scores(batch)
+        predicted = scores.argmax(dim=-1).masked_fill(batch.broken_mask(), -1)
+        self.mc_accuracy[stage].update(qa_hits(predicted, batch.labels), batch.answer_types)
+        return scores
+
+    def _eval_step(self, batch: VideoBatch | QABatch, stage: str) -> None:
+        if isinstance(batch, QABatch):
+            self._choose_options(batch, stage)
+            return
+        scores = self.video_scores(batch, self._ranking_texts(stage))
+        broken = float(sum(reason is not None for reason in batch.broken))
+        self.log(f"{stage}/broken", broken, reduce_fx="sum", sync_dist=True, batch_size=len(batch))
+        self.score_columns[stage].update(batch.indices, scores)
 
     def _log_eval(self, stage: str) -> None:
-        if self.mc_acc.update_called:
-            self.log(f"{stage}/acc", self.mc_acc.compute()["acc"], prog_bar=True)
-            self.mc_acc.reset()
+        if self.mc_accuracy[stage].update_called:
+            self.log(f"{stage}/acc", self.mc_accuracy[stage].compute()["acc"], prog_bar=True)
+            self.mc_accuracy[stage].reset()
+        elif self.trainer.sanity_checking:  # a few batches only: no complete matrix to rank
+            self.score_columns[stage].reset()
         else:
-            self._log_ranking(stage, stage)
+            metrics = self.ranking_metrics(stage, self._ranking_texts(stage))[1]
+            # Every process holds the whole matrix after the gather: no further reduction.
+            self.log(f"{stage}/r1_t2v", metrics.pop("r1_t2v"), prog_bar=True)
+            self.log_dict({f"{stage}/{k}": v for k, v in metrics.items()})
 
-    def validation_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> None:
+    def ranking_metrics(self, stage: str, texts: RankingTexts) -> tuple[Tensor, dict]:
+        """The stage's caption x video score matrix, gathered across processes, and its ranking
+        metrics over the videos that were scored (all, unless the evaluation was limited)."""
+        columns = self.score_columns[stage]
+        matrix = columns.matrix(len(texts), len(texts.video_ids))
+        columns.reset()
+        return matrix, retrieval_metrics(*scored_part(matrix, texts.text_to_video))
+
+    def validation_step(self, batch: VideoBatch | QABatch, batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")
 
-    def test_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> None:
+    def test_step(self, batch: VideoBatch | QABatch, batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
         self._log_eval("test")
 
-    def predict_step(self, batch: VideoBatch | VideoQABatch, batch_idx: int) -> dict | list[dict]:
-        if isinstance(batch, VideoQABatch):
-            scores = self.option_scores(batch)
+    def on_predict_epoch_start(self) -> None:
+        self.score_columns["predict"].reset()
+        self.mc_accuracy["predict"].reset()
+
+    def predict_step(self, batch: VideoBatch | QABatch, batch_idx: int) -> list[dict]:
+        """Ranking: the batch's videos are scored against every caption (kept for
+        ``write_predictions``); the records are its unreadable videos. The multiple-choice
+        test: one record per question, each option's p(match)."""
+        if isinstance(batch, VideoBatch):
+            split = self.trainer.datamodule.predict_split
+            self.score_columns["predict"].update(
+                batch.indices, self.video_scores(batch, self._ranking_texts(split))
+            )
             return [
-                {
-                    "question_id": batch.question_ids[i],
-                    "question": batch.questions[i],
-                    "answer_type": batch.answer_types[i],
-                    "options": list(batch.options[i]),
-                    "prediction": int(scores[i].argmax()),
-                    "scores": [round(s, 6) for s in scores[i].tolist()],
-                    "gold": batch.answers[i],
-                    **({"prediction": None, "broken": batch.broken[i]} if batch.broken[i] else {}),
-                }
-                for i in range(len(batch))
+                {"video_id": video, "broken": reason}
+                for video, reason in zip(batch.video_ids, batch.broken, strict=True)
+                if reason
             ]
-        texts = self._ranking_texts(self.trainer.datamodule.predict_split)
-        scores = self.video_scores(batch, texts)
-        broken = {v: b for v, b in zip(batch.video_ids, batch.broken, strict=True) if b}
-        return {"indices": batch.indices.cpu(), "scores": scores.cpu(), "broken": broken}
+        scores = self._choose_options(batch, "predict")
+        return [
+            {
+                "question_id": batch.question_ids[i],
+                "question": batch.questions[i],
+                "answer_type": batch.answer_types[i],
+                "options": list(batch.options[i]),
+                "prediction": int(scores[i].argmax()),
+                "scores": [round(s, 6) for s in scores[i].tolist()],
+                "gold": batch.answers[i],
+                **({"prediction": None, "broken": batch.broken[i]} if batch.broken[i] else {}),
+            }
+            for i in range(len(batch))
+        ]
+
+    def write_predictions(
+        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+    ) -> PredictionReport:
+        records = [record for batch in outputs for record in batch]
+        if self.mc_accuracy["predict"].update_called:
+            return self._write_multiple_choice(records, output_dir)
+        texts = datamodule.ranking_texts(datamodule.predict_split)
+        matrix, metrics = self.ranking_metrics("predict", texts)
+        broken = {r["video_id"]: r["broken"] for r in records}
+        metrics["broken"] = len(broken)
+        files = write_ranking_results(matrix, metrics, broken, output_dir, texts)
+        return PredictionReport(
+            f"{len(texts)} captions x {len(texts.video_ids)} videos", metrics, files
+        )
+
+    def _write_multiple_choice(self, records: list[dict], output_dir: Path) -> PredictionReport:
+        """Our QA files, and the original's run_msrvtt_mc.py files: ``{qid: option}`` and the
+        accuracy as text."""
+        original = [original_qa_result(r, r["prediction"]) for r in records]
+        metrics, files = write_qa_results(
+            records, output_dir, self.mc_accuracy["predict"], original
+        )
+        choices = {str(r["question_id"]): r["prediction"] for r in records}
+        files.append(write_json(output_dir / "mc_test_results.json", choices))
+        if "acc" in metrics:
+            accuracy = {"mc_accuracy": f"{100 * metrics['acc']:.2f}"}
+            files.append(write_json(output_dir / "mc_test_scores.json", accuracy))
+        return PredictionReport(f"{len(records)} questions", metrics, files)
+
+    @torch.no_grad()
+    def choose(
+        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
+    ) -> list[float]:
+        """Each option scored as a caption (its p(match)), as the MSRVTT multiple-choice test."""
+        texts = [f"{question} {option}".strip() for option in options]
+        return self.option_scores(one_input_batch(frames, texts, tokenize))[0].tolist()
+
+    @torch.no_grad()
+    def match(self, frames: Tensor, caption: str, tokenize: TextTokenizer) -> float:
+        return float(self.option_scores(one_input_batch(frames, [caption], tokenize))[0, 0])

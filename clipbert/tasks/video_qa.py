@@ -1,110 +1,133 @@
 """Video QA: open-ended (MSRVTT-QA, TGIF FrameQA, the demo) and multiple choice (TGIF Action,
-Transition). Both classify, so they share loss, metrics and the evaluation loop."""
+Transition). Both classify, so they share loss, metrics, predictions and result files."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torchmetrics import MeanMetric
 
-from clipbert.data.collate import VideoQABatch
+from clipbert.data.batches import QABatch
 from clipbert.data.datasets import IGNORE_LABEL
-from clipbert.metrics import QAAccuracy
-from clipbert.models.heads import MLPClassifier, group_options
-from clipbert.tasks.base import ClipBertTask, aggregate_clip_logits
+from clipbert.data.text import TextTokenizer
+from clipbert.metrics import GroupedMean, qa_hits
+from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, group_options
+from clipbert.tasks.base import ClipBertTask, PredictionReport, one_input_batch
+from clipbert.tasks.results import TOP_K, original_qa_result, write_qa_results
 
-TOP_K = 5
+STAGES = ("val", "test", "predict")
 
 
-class _QATask(ClipBertTask):
-    """Cross-entropy on clip-aggregated logits, accuracy overall and per answer type.
+class QATask(ClipBertTask):
+    """Cross-entropy on clip-aggregated logits; accuracy overall and per answer type.
 
-    Subclasses give ``forward`` (logits per question over its candidate answers) and
-    ``describe`` (one readable prediction record per question).
+    Subclasses give ``forward`` (logits per question over its candidate answers), ``describe``
+    (the prediction fields of one question's record) and ``original_result`` (its entry in
+    the original's results file).
     """
+
+    metric_name = "acc"  # the metric shown in the progress bar, and the files' overall score
 
     def __init__(self, backbone, *, answer_types: Sequence[str] = (), **task_kwargs) -> None:
         super().__init__(backbone, **task_kwargs)
         self.answer_types = list(answer_types)
-        self.val_acc = QAAccuracy(answer_types)
-        self.test_acc = QAAccuracy(answer_types)
+        self.metrics = torch.nn.ModuleDict(
+            {stage: GroupedMean(self.metric_name, answer_types) for stage in STAGES}
+        )
         # a metric, not a logged mean of means: exact across processes with uneven shards
         self.eval_loss = torch.nn.ModuleDict({"val": MeanMetric(), "test": MeanMetric()})
 
-    def _loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _loss(self, logits: Tensor, labels: Tensor) -> Tensor:
         losses = F.cross_entropy(logits.float(), labels, ignore_index=IGNORE_LABEL, reduction="sum")
         return losses / (labels != IGNORE_LABEL).sum().clamp(min=1)
 
-    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, logits: Tensor) -> Tensor:
         """The logits of the answers that can be predicted (all of them by default)."""
         return logits
 
-    def loss_weight(self, batch: VideoQABatch) -> int:
+    def answer_probabilities(self, logits: Tensor) -> Tensor:
+        """Each candidate's probability: softmax over the candidates, as trained."""
+        return self.candidate_logits(logits).float().softmax(dim=-1)
+
+    def loss_weight(self, batch: QABatch) -> int:
         """How many questions the batch's loss averages over (those with a gold label)."""
         return int((batch.labels != IGNORE_LABEL).sum())
 
-    def targets(self, batch: VideoQABatch) -> torch.Tensor:
+    def targets(self, batch: QABatch) -> Tensor:
         """What the loss compares the logits with: the gold label of each question."""
         return batch.labels
 
-    def training_step(self, batch: VideoQABatch, batch_idx: int) -> torch.Tensor:
+    def question_scores(self, predicted: Tensor, batch: QABatch) -> Tensor:
+        """What each question earns: 1 for the gold answer, else 0."""
+        return qa_hits(predicted, batch.labels)
+
+    def training_step(self, batch: QABatch, batch_idx: int) -> Tensor:
         loss = self._loss(self(batch), self.targets(batch))
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch))
         return loss
 
-    def _eval_step(self, batch: VideoQABatch, stage: str, metric: QAAccuracy) -> None:
+    def _score(self, batch: QABatch, stage: str, logits: Tensor) -> None:
+        """Update the stage's metric; a question on an unreadable video earns nothing."""
+        predicted = self.candidate_logits(logits).argmax(dim=-1)
+        broken = self._broken(batch, stage)
+        scores = self.question_scores(predicted, batch).masked_fill(broken, 0)
+        self.metrics[stage].update(scores, batch.answer_types)
+
+    def _eval_step(self, batch: QABatch, stage: str) -> None:
         logits = self(batch)
         weight = self.loss_weight(batch)
         if weight > 0:
             self.eval_loss[stage].update(self._loss(logits, self.targets(batch)), weight=weight)
-        predicted = self.candidate_logits(logits).argmax(dim=-1)
-        self.update_metric(metric, predicted, batch, self._broken(batch, stage))
+        self._score(batch, stage, logits)
 
-    def update_metric(
-        self, metric: QAAccuracy, predicted: torch.Tensor, batch: VideoQABatch, broken: torch.Tensor
-    ) -> None:
-        """Accuracy; a question on an unreadable video is counted wrong."""
-        metric.update(predicted.masked_fill(broken, -1), batch.labels, batch.answer_types)
-
-    def _broken(self, batch: VideoQABatch, stage: str) -> torch.Tensor:
+    def _broken(self, batch: QABatch, stage: str) -> Tensor:
         """Questions on unreadable videos: counted wrong, and counted in ``{stage}/broken``."""
         broken = batch.broken_mask()
-        self.log(
-            f"{stage}/broken",
-            broken.sum().float(),
-            reduce_fx="sum",
-            sync_dist=True,
-            batch_size=len(batch),
-        )
+        if stage != "predict":  # predict.py counts them in its metrics file
+            self.log(
+                f"{stage}/broken",
+                broken.sum().float(),
+                reduce_fx="sum",
+                sync_dist=True,
+                batch_size=len(batch),
+            )
         return broken
 
-    primary_metric = "acc"  # the metric shown in the progress bar
-
-    def _log_metric(self, stage: str, metric: QAAccuracy) -> None:
-        values = metric.compute()
-        self.log(f"{stage}/{self.primary_metric}", values.pop(self.primary_metric), prog_bar=True)
+    def _log_metric(self, stage: str) -> None:
+        values = self.metrics[stage].compute()
+        self.log(f"{stage}/{self.metric_name}", values.pop(self.metric_name), prog_bar=True)
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()})
-        metric.reset()
+        self.metrics[stage].reset()
         if self.eval_loss[stage].update_called:
             self.log(f"{stage}/loss", self.eval_loss[stage].compute())
         self.eval_loss[stage].reset()
 
-    def validation_step(self, batch: VideoQABatch, batch_idx: int) -> None:
-        self._eval_step(batch, "val", self.val_acc)
+    def validation_step(self, batch: QABatch, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_metric("val", self.val_acc)
+        self._log_metric("val")
 
-    def test_step(self, batch: VideoQABatch, batch_idx: int) -> None:
-        self._eval_step(batch, "test", self.test_acc)
+    def test_step(self, batch: QABatch, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
-        self._log_metric("test", self.test_acc)
+        self._log_metric("test")
 
-    def predict_step(self, batch: VideoQABatch, batch_idx: int) -> list[dict]:
-        scores = self.candidate_logits(self(batch)).float().softmax(dim=-1)
+    def on_predict_epoch_start(self) -> None:
+        self.metrics["predict"].reset()
+
+    def predict_step(self, batch: QABatch, batch_idx: int) -> list[dict]:
+        """One record per question: its prediction, its top candidates with probabilities and
+        its gold answer; a question on an unreadable video is listed with the reason."""
+        logits = self(batch)
+        self._score(batch, "predict", logits)
+        scores = self.answer_probabilities(logits)
         top = scores.topk(min(TOP_K, scores.shape[-1]), dim=-1)
         records = []
         for i in range(len(batch)):
@@ -120,12 +143,28 @@ class _QATask(ClipBertTask):
             records.append(record)
         return records
 
-    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+    def write_predictions(
+        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+    ) -> PredictionReport:
+        records = [record for batch in outputs for record in batch]
+        original = [self.original_result(r) for r in records]
+        metrics, files = write_qa_results(records, output_dir, self.metrics["predict"], original)
+        return PredictionReport(f"{len(records)} questions", metrics, files)
+
+    def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         """The prediction fields of question ``i``'s record, from its top-k candidates."""
         raise NotImplementedError
 
+    def original_result(self, record: dict) -> dict:
+        """A record as the original's ``results_all.json`` lists it: the predicted label."""
+        return original_qa_result(record, self.original_label(record["prediction"]))
 
-class VideoQATask(_QATask):
+    def original_label(self, prediction: str | int | None) -> int | None:
+        """The label the original writes for a prediction (its option index by default)."""
+        return prediction
+
+
+class VideoQATask(QATask):
     """Open-ended: per-clip MLP logits over the answer vocabulary, aggregated by ``score_agg``.
 
     The classifier is ``max(len(vocabulary), min_num_labels)`` wide as in the original
@@ -144,6 +183,7 @@ class VideoQATask(_QATask):
     ) -> None:
         super().__init__(backbone, answer_types=answer_types, **task_kwargs)
         self.answer_vocabulary = list(answer_vocabulary)
+        self._labels = {answer: i for i, answer in enumerate(self.answer_vocabulary)}
         # Plain lists only: checkpoints must load with torch.load(weights_only=True).
         self.save_hyperparameters(
             {"answer_vocabulary": self.answer_vocabulary, "answer_types": self.answer_types}
@@ -151,17 +191,17 @@ class VideoQATask(_QATask):
         num_labels = max(len(self.answer_vocabulary), min_num_labels)
         self.head = MLPClassifier(backbone.hidden_size, num_labels, dropout=classifier_dropout)
 
-    def forward(self, batch: VideoQABatch) -> torch.Tensor:
+    def forward(self, batch: QABatch) -> Tensor:
         """Aggregated answer logits (Q, num_labels)."""
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
         return aggregate_clip_logits(self.head(pooled), self.score_agg)
 
-    def candidate_logits(self, logits: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, logits: Tensor) -> Tensor:
         return logits[:, : len(self.answer_vocabulary)]  # columns past the vocabulary are padding
 
-    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+    def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         answers = [self.answer_vocabulary[j] for j in indices]
         return {
             "prediction": answers[0],
@@ -170,8 +210,20 @@ class VideoQATask(_QATask):
             ],
         }
 
+    def original_label(self, prediction: str | int | None) -> int | None:
+        return self._labels.get(prediction)
 
-class VideoMCTask(_QATask):
+    @torch.no_grad()
+    def answer(
+        self, frames: Tensor, question: str, tokenize: TextTokenizer, top_k: int
+    ) -> list[tuple[str, float]]:
+        probs = self.answer_probabilities(self(one_input_batch(frames, [question], tokenize)))[0]
+        top = probs.topk(min(top_k, probs.numel()))
+        pairs = zip(top.indices.tolist(), top.values.tolist(), strict=True)
+        return [(self.answer_vocabulary[i], p) for i, p in pairs]
+
+
+class VideoMCTask(QATask):
     """Multiple choice: one score per ``question + " " + option`` row, softmax over the options.
 
     The head is the MLP with one output (the original's ``ClipBertForMultipleChoice``); the
@@ -192,7 +244,7 @@ class VideoMCTask(_QATask):
         self.save_hyperparameters({"num_options": num_options, "answer_types": self.answer_types})
         self.head = MLPClassifier(backbone.hidden_size, 1, dropout=classifier_dropout)
 
-    def forward(self, batch: VideoQABatch) -> torch.Tensor:
+    def forward(self, batch: QABatch) -> Tensor:
         """Aggregated option logits (Q, num_options)."""
         if batch.texts_per_question != self.num_options:
             raise ValueError(
@@ -205,7 +257,7 @@ class VideoMCTask(_QATask):
         per_clip = group_options(self.head(pooled), self.num_options)  # (Q, N, options)
         return aggregate_clip_logits(per_clip, self.score_agg)
 
-    def describe(self, batch: VideoQABatch, i: int, indices: list[int], probs: list[float]) -> dict:
+    def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         return {
             "options": list(batch.options[i]),
             "prediction": indices[0],
@@ -213,3 +265,12 @@ class VideoMCTask(_QATask):
                 {"option": j, "prob": round(p, 6)} for j, p in zip(indices, probs, strict=True)
             ],
         }
+
+    @torch.no_grad()
+    def choose(
+        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
+    ) -> list[float]:
+        if len(options) != self.num_options:
+            raise ValueError(f"this model scores {self.num_options} options, got {len(options)}")
+        texts = [f"{question} {option}" for option in options]
+        return self.answer_probabilities(self(one_input_batch(frames, texts, tokenize)))[0].tolist()

@@ -10,8 +10,8 @@ import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
-from clipbert.cli import CONFIG_DIR
-from clipbert.cli.train import build_backbone
+from clipbert.runs.build import build_module
+from clipbert.runs.configs import CONFIG_DIR
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,8 +36,10 @@ def test_data_root_follows_env(monkeypatch) -> None:
 def test_overrides_reach_the_objects() -> None:
     cfg = compose_config("train", ["trainer.max_epochs=1", "model.bert.num_hidden_layers=1"])
     assert cfg.trainer.max_epochs == 1
-    backbone = build_backbone(cfg.model, vocab_size=50)
-    assert backbone.bert.config.num_hidden_layers == 1
+    module = build_module(
+        cfg.model, cfg.task.module, image_size=64, vocab_size=50, answer_vocabulary=["a", "b"]
+    )
+    assert module.backbone.bert.config.num_hidden_layers == 1
 
 
 def test_misspelled_key_is_refused() -> None:

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from omegaconf import open_dict
 
 from clipbert.cli.predict import predict
-from clipbert.cli.train import build_task
+from clipbert.runs.build import build_task
 from tests.helpers import compose_config, predict_config, run_train, tiny_demo_overrides
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from clipbert.cli.train import build_task
+from clipbert.runs.build import build_task
 
 
 def test_init_from_loads_what_fits(train_config, tmp_path: Path, caplog) -> None:

@@ -13,8 +13,8 @@ import torch
 
 from clipbert.cli.convert import convert
 from clipbert.cli.predict import predict
-from clipbert.cli.train import build_task
 from clipbert.models.checkpoints import to_original_state_dict
+from clipbert.runs.build import build_task
 from tests.helpers import compose_config, predict_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,10 +12,11 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import open_dict
 
-from clipbert.cli import CONFIG_DIR
 from clipbert.cli.predict import predict
-from clipbert.cli.train import build_task, train
+from clipbert.cli.train import train
 from clipbert.demo.generate import DemoPaths
+from clipbert.runs.build import build_task
+from clipbert.runs.configs import CONFIG_DIR
 from tests.helpers import compose_config, predict_config
 
 TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("*.yaml"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from clipbert.cli.sweep_summary import write_summary
+from clipbert.callbacks.sweep_summary import write_summary
 from tests.helpers import run_train, tiny_demo_overrides
 
 

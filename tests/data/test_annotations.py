@@ -9,7 +9,7 @@ import pytest
 
 from clipbert.data.annotations import (
     AnnotationError,
-    answer_vocabulary,
+    answers_by_label,
     load_ans2label,
     load_video_qa,
 )
@@ -72,7 +72,7 @@ def test_missing_file(tmp_path: Path) -> None:
 def test_ans2label_round_trip(tmp_path: Path) -> None:
     path = tmp_path / "ans2label.json"
     path.write_text(json.dumps({"yes": 1, "no": 0, "two": 2}))
-    assert answer_vocabulary(load_ans2label(path)) == ["no", "yes", "two"]
+    assert answers_by_label(load_ans2label(path)) == ["no", "yes", "two"]
 
 
 @pytest.mark.parametrize("mapping", [{"a": 0, "b": 2}, {"a": 0, "b": 0}, {}])

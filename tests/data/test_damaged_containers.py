@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from clipbert.data.container_headers import declared_frame_count_error
 from clipbert.data.decoding import DecodeError, build_decoder
-from clipbert.data.headers import declared_frame_count_error
 from tests.reliability import media
 
 ASSETS = Path(__file__).parents[1] / "assets"

@@ -10,6 +10,7 @@ import torch
 from hydra.utils import instantiate
 
 from clipbert.data.datasets import IGNORE_LABEL, group_by_video
+from clipbert.models.frame_input import FrameInput
 
 
 def build(train_config, *overrides: str):
@@ -25,13 +26,10 @@ def test_train_batch_is_uint8_clips_and_padded_text(train_config) -> None:
     batch = next(iter(dm.train_dataloader()))
     size = cfg.task.datamodule.image_size
     questions_per_video = cfg.task.datamodule.max_texts_per_video
-    # Loaders ship uint8 frames at the videos' own size (demo: 160x120) ...
+    # Loaders ship uint8 frames at the videos' own size (demo: 160x120); the model resizes.
     assert batch.frames.dtype == torch.uint8
     assert batch.frames.shape == (8, 2, 2, 3, 120, 160)
-    # ... and the datamodule resizes them on the device, in float, as the original.
-    resized = dm.on_after_batch_transfer(batch, 0)
-    assert resized.frames.dtype == torch.float32
-    assert resized.frames.shape == (8, 2, 2, 3, size, size)
+    assert dm.image_size == size
     assert batch.input_ids.shape == (8 * questions_per_video, cfg.task.datamodule.max_txt_len)
     assert batch.visual_index.tolist() == [v for v in range(8) for _ in range(questions_per_video)]
     assert (batch.input_ids[:, 0] == dm.tokenizer.cls_token_id).all()
@@ -44,8 +42,9 @@ def test_padding_is_right_and_bottom(train_config) -> None:
     """Demo videos are 4:3, so the bottom quarter of each padded frame is zero."""
     cfg, dm = build(train_config)
     dm.setup("validate")
-    frames = dm.on_after_batch_transfer(next(iter(dm.val_dataloader())), 0).frames
     size = cfg.task.datamodule.image_size
+    transform = FrameInput(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    frames = transform.resize(next(iter(dm.val_dataloader())).frames)
     assert frames[..., size * 3 // 4 :, :].eq(0).all()
     assert frames[..., : size * 3 // 4 - 1, :].mean() > 10
 

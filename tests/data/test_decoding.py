@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from clipbert.data.datasets import FrameSampling, VideoClipReader
 from clipbert.data.decoding import (
     DEFAULT_FPS,
     DecodeError,
@@ -29,7 +28,8 @@ from clipbert.data.decoding import (
     build_decoder,
     decode_image,
 )
-from clipbert.data.sampling import sample_frame_indices
+from clipbert.data.frame_sampling import FrameSampling, sample_frame_indices
+from clipbert.data.readers import VideoClipReader
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 

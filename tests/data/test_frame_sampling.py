@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from clipbert.data.sampling import (
+from clipbert.data.frame_sampling import (
     STRATEGIES,
     clip_length,
     clip_starts,

@@ -15,9 +15,9 @@ from clipbert.data.annotations import (
     load_video_mc,
     load_video_qa,
 )
-from clipbert.data.converters import (
+from clipbert.data.release_converters import (
     ConversionError,
-    answer_vocabulary,
+    build_ans2label,
     convert,
     soft_score,
     write_jsonl,
@@ -122,18 +122,18 @@ def test_vqa_soft_scores_and_image_keys(tmp_path: Path) -> None:
         "vqa", tmp_path / "q.json", answers=tmp_path / "a.json", image_key="COCO_{image_id:012d}"
     )
     [example] = load_image_qa(write_jsonl(rows, tmp_path / "vqa.jsonl"))
-    assert example.video_id == "COCO_000000000042"
+    assert example.image_id == example.store_key == "COCO_000000000042"
     assert example.answer_scores == {"yes": 1.0, "no": 0.3} and example.answer_type == "yes/no"
     assert "labels" not in convert("vqa", tmp_path / "q.json")[0]  # a test split
     assert [soft_score(n) for n in range(5)] == [0.0, 0.3, 0.6, 0.9, 1.0]
 
 
-def test_answer_vocabulary_keeps_the_most_frequent(tmp_path: Path) -> None:
+def test_build_ans2label_keeps_the_most_frequent(tmp_path: Path) -> None:
     rows = [{"answer": a} for a in ["dog", "cat", "dog", "man", "cat", "dog"]]
     path = write_jsonl(rows, tmp_path / "train.jsonl")
-    assert answer_vocabulary([path], top_k=2) == {"dog": 0, "cat": 1}
+    assert build_ans2label([path], top_k=2) == {"dog": 0, "cat": 1}
     with pytest.raises(ValueError, match="top_k must be >= 1"):
-        answer_vocabulary([path], top_k=0)
+        build_ans2label([path], top_k=0)
 
 
 def test_preprocess_modes_for_the_text_side(tmp_path: Path) -> None:

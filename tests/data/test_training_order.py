@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from clipbert.data.samplers import SeededShuffleSampler, item_seed
+from clipbert.data.training_order import SeededShuffleSampler, item_seed
 
 
 def test_each_epoch_is_a_new_shuffle_with_new_item_seeds() -> None:

@@ -7,8 +7,8 @@ from torch import nn
 from transformers import BertConfig
 
 import clipbert.models.backbone as backbone_module
-from clipbert.data.transforms import PendingResize, resize_pad
 from clipbert.models.backbone import ClipBertBackbone, build_backbone, build_bert
+from clipbert.models.frame_input import resize_pad
 from clipbert.models.heads import MLPClassifier
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
@@ -25,9 +25,10 @@ TINY_BERT = {
 }
 
 
-def tiny_backbone(**kwargs) -> ClipBertBackbone:
+def tiny_backbone(image_size: int | None = None, **kwargs) -> ClipBertBackbone:
+    """A small backbone in eval mode; by default it takes frames at the size they come."""
     torch.manual_seed(0)
-    return build_backbone(TINY_CNN, TINY_BERT, **kwargs).eval()
+    return build_backbone(TINY_CNN, TINY_BERT, image_size, **kwargs).eval()
 
 
 def frames(videos: int, clips: int, num_frames: int = 2, size: int = 192) -> torch.Tensor:
@@ -106,17 +107,6 @@ def test_batched_clips_equal_one_clip_at_a_time(backbone: ClipBertBackbone) -> N
     torch.testing.assert_close(batched, torch.cat(per_clip, dim=1), rtol=0, atol=1e-5)
 
 
-def test_original_clip_order_gives_the_batched_outputs() -> None:
-    """``clip_order="original"`` (one whole forward per clip) is a speed comparison only."""
-    video = frames(2, 3)
-    ids, mask = texts(3)
-    index = torch.tensor([0, 1, 1])
-    with torch.no_grad():
-        batched = tiny_backbone()(video, ids, mask, index)
-        original = tiny_backbone(clip_order="original")(video, ids, mask, index)
-    torch.testing.assert_close(original, batched, rtol=0, atol=1e-5)
-
-
 def test_inference_runs_the_cnn_in_chunks_with_the_same_result() -> None:
     video = frames(2, 3, size=64)  # 12 frames
     whole = tiny_backbone(eval_frames_per_pass=12)
@@ -129,31 +119,30 @@ def test_inference_runs_the_cnn_in_chunks_with_the_same_result() -> None:
         )
     assert calls == [5, 5, 2]
     calls.clear()
-    chunked.encode_frames(video)  # with autograd (training) one pass keeps one graph
+    chunked.train().encode_frames(video)  # training: one pass keeps one graph
     assert calls == [12]
 
 
-@pytest.mark.parametrize("clip_order", ["batched", "original"])
-def test_pending_resize_goes_through_the_cnn_chunk_by_chunk(clip_order: str) -> None:
-    """At inference each chunk is resized just before its CNN pass; the outputs are those of
-    frames resized beforehand. With autograd the whole batch is resized and runs in one pass."""
+def test_frames_are_resized_chunk_by_chunk_in_eval_and_at_once_in_training() -> None:
+    """The model owns its input transform: in eval mode each chunk of frames is resized just
+    before its CNN pass, and the outputs are those of frames resized beforehand; in training
+    the whole batch is resized and runs in one pass."""
     video = frames(2, 3, size=96)  # 12 frames of 96x96 -> 192
     ids, mask = texts(3)
     index = torch.tensor([0, 1, 1])
-    model = tiny_backbone(eval_frames_per_pass=5, clip_order=clip_order)
+    model = tiny_backbone(192, eval_frames_per_pass=5)
+    as_they_come = tiny_backbone(eval_frames_per_pass=5)
     resized = []
     model.cnn.register_forward_pre_hook(lambda module, args: resized.append(args[0].shape))
     with torch.no_grad():
-        expected = model(resize_pad(video, 192), ids, mask, index)
-        resized.clear()
-        got = model(PendingResize(video, 192), ids, mask, index)
+        expected = as_they_come(resize_pad(video, 192), ids, mask, index)
+        got = model(video, ids, mask, index)
     torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
     assert all(len(shape) == 4 and shape[0] <= 5 and shape[-1] == 192 for shape in resized)
     assert sum(shape[0] for shape in resized) == 12
-    if clip_order == "batched":
-        resized.clear()
-        model(PendingResize(video, 192), ids, mask, index)
-        assert [shape[0] for shape in resized] == [12]
+    resized.clear()
+    model.train()(video, ids, mask, index)
+    assert [shape[0] for shape in resized] == [12]
 
 
 def test_inference_runs_bert_over_pairs_in_chunks_with_the_same_result() -> None:
@@ -170,14 +159,14 @@ def test_inference_runs_bert_over_pairs_in_chunks_with_the_same_result() -> None
         )
     assert passes == [6, 6, 3]
     passes.clear()
-    chunked(video, ids, mask, index)  # with autograd (training) one pass keeps one graph
+    chunked.train()(video, ids, mask, index)  # training: one pass keeps one graph
     assert passes == [15]
 
 
 @pytest.mark.parametrize(
     ("option", "value"),
     [
-        ("clip_order", "sequential"),
+        ("image_size", 16),
         ("eval_frames_per_pass", 0),
         ("eval_pairs_per_pass", 0),
         ("compile", "yes"),
@@ -262,7 +251,7 @@ def test_module_names_match_the_original(backbone: ClipBertBackbone) -> None:
         "visual_embeddings.LayerNorm.weight",
         "bert.pooler.dense.weight",
     } <= keys
-    assert not any(k.startswith("pixel_") for k in keys)  # non-persistent buffers
+    assert not any(k.startswith("frame_input.") for k in keys)  # non-persistent buffers
     assert isinstance(backbone.grid_encoder, GridEncoder)
     assert [type(m) for m in backbone.grid_encoder] == [nn.Conv2d, nn.MaxPool2d, nn.ReLU]
 
@@ -296,7 +285,7 @@ def test_build_bert_from_config_and_folder(tmp_path: Path) -> None:
 def test_build_backbone_takes_hydra_configs() -> None:
     cnn = OmegaConf.create(TINY_CNN)
     bert = OmegaConf.create({**TINY_BERT, "pretrained_dir": None})
-    model = build_backbone(cnn, bert, vocab_size=50)
+    model = build_backbone(cnn, bert, 64, vocab_size=50)
     assert isinstance(model.cnn, ResNet)
     assert model.bert.config.vocab_size == 50
 
@@ -313,7 +302,7 @@ def test_nested_hydra_values_reach_bert_config_as_plain_dicts(monkeypatch) -> No
     monkeypatch.setattr(backbone_module, "BertConfig", spy)
     labels = {0: "LABEL_0", 1: "LABEL_1"}
     bert = OmegaConf.create({**TINY_BERT, "id2label": labels, "pretrained_dir": None})
-    config = build_backbone(OmegaConf.create(TINY_CNN), bert).bert.config
+    config = build_backbone(OmegaConf.create(TINY_CNN), bert, 64).bert.config
     assert type(received["id2label"]) is dict and received["id2label"] == labels
     assert config.id2label == labels
 
@@ -347,9 +336,9 @@ def test_compiled_parts_give_the_eager_outputs_and_gradients() -> None:
     same numbers and parameter names (so checkpoints load either way), and it really compiles."""
     no_dropout = {**TINY_BERT, "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
     torch.manual_seed(0)
-    eager = build_backbone(TINY_CNN, no_dropout).train()
+    eager = build_backbone(TINY_CNN, no_dropout, None).train()
     torch.manual_seed(0)
-    compiled = build_backbone(TINY_CNN, no_dropout, compile=True).train()
+    compiled = build_backbone(TINY_CNN, no_dropout, None, compile=True).train()
     assert list(compiled.state_dict()) == list(eager.state_dict())
     video = frames(2, 2, size=64)
     ids, mask = texts(2)

@@ -1,4 +1,5 @@
-"""Resize-longer-side and pad-to-square, exactly as the original's frame transform (§4.4)."""
+"""The model's input transform: resize the longer side and pad to a square, exactly as the
+original's frame transform (§4.4), then BGR and the mean, in chunks at inference."""
 
 from __future__ import annotations
 
@@ -8,18 +9,17 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from clipbert.data.collate import FramesBatch
+from clipbert.data.batches import batch_frames
 from clipbert.data.decoding import build_decoder
-from clipbert.data.transforms import (
-    PendingResize,
-    batch_frames,
-    resize_pad,
-    resize_pad_batch,
-    resized_shape,
-)
+from clipbert.models.frame_input import FrameInput, resize_pad, resized_shape
 from tests.helpers import FIXTURES
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def resize_pad_batch(frames, image_size: int) -> torch.Tensor:
+    """Stacked or ragged videos resized and padded as the model's input transform does."""
+    return FrameInput(image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).resize(frames)
 
 
 def _random_frames(t: int, h: int, w: int) -> torch.Tensor:
@@ -83,40 +83,49 @@ def test_videos_of_mixed_sizes_stay_ragged_and_each_is_resized_alone() -> None:
 
 
 @pytest.mark.parametrize("ragged", [False, True])
-def test_a_pending_resize_gives_the_same_frames_chunk_by_chunk(ragged: bool) -> None:
+def test_eval_chunks_give_the_frames_of_the_whole_batch(ragged: bool) -> None:
     sizes = [(30, 40), (50, 20), (30, 40)] if ragged else [(30, 40)] * 3
     videos = [_random_frames(2 * 3, h, w).unflatten(0, (2, 3)) for h, w in sizes]  # 2 clips x 3
     frames = batch_frames(videos)
     assert isinstance(frames, tuple) == ragged
-    pending = PendingResize(frames, 64)
-    whole = resize_pad_batch(frames, 64)
-    assert pending.shape == whole.shape == (3, 2, 3, 3, 64, 64) and len(pending) == 3
-    assert torch.equal(pending.resolve(), whole)
-    chunks = list(pending.chunks(4))
+    transform = FrameInput(64, (10.0, 20.0, 30.0), (2.0, 4.0, 8.0), frames_per_chunk=4)
+    (whole,) = transform.train().chunks(frames)  # training: the whole batch at once
+    assert whole.shape == (18, 3, 64, 64)
+    chunks = list(transform.eval().chunks(frames))
     assert max(len(c) for c in chunks) <= 4
-    assert torch.equal(torch.cat(chunks), whole.flatten(0, 2))
-    per_clip = pending.split_clips()
-    assert [clip.shape for clip in per_clip] == [(3, 1, 3, 3, 64, 64)] * 2
-    assert torch.equal(torch.cat([c.resolve() for c in per_clip], dim=1), whole)
+    assert torch.equal(torch.cat(chunks), whole)
+    expected = resize_pad_batch(frames, 64).flatten(0, 2)
+    bgr_mean, bgr_std = torch.tensor([30.0, 20.0, 10.0]), torch.tensor([8.0, 4.0, 2.0])
+    torch.testing.assert_close(
+        whole, (expected.flip(1) - bgr_mean.view(3, 1, 1)) / bgr_std.view(3, 1, 1)
+    )
 
 
-def test_a_pending_resize_runs_in_float32_under_autocast_and_leaves_it_on() -> None:
+def test_the_resize_runs_in_float32_under_autocast_and_leaves_it_on() -> None:
     """bf16 autocast must not reach the resize (parity), nor be off for the CNN pass after it."""
     frames = torch.stack([_random_frames(4, 30, 40)])
-    expected = resize_pad(frames, 64).flatten(0, 1)
+    transform = FrameInput(64, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), frames_per_chunk=3).eval()
+    expected = resize_pad(frames, 64).flatten(0, 1).flip(1)
     with torch.autocast("cpu", torch.bfloat16):
-        for chunk, start in zip(PendingResize(frames, 64).chunks(3), (0, 3), strict=True):
+        for chunk, start in zip(transform.chunks(frames), (0, 3), strict=True):
             assert torch.is_autocast_enabled("cpu")
+            assert chunk.dtype == torch.float32
             assert torch.equal(chunk, expected[start : start + 3])
-        assert torch.equal(PendingResize(frames, 64).resolve().flatten(0, 1), expected)
+        (whole,) = transform.train().chunks(frames)
+        assert torch.equal(whole, expected)
 
 
-def test_the_batch_is_resized_now_for_training_and_later_for_inference() -> None:
-    batch = FramesBatch(batch_frames([_random_frames(2, 30, 40)] * 2))
-    assert isinstance(batch.for_model(64).frames, torch.Tensor)  # autograd on: one graph
-    for context in (torch.no_grad, torch.inference_mode):
-        with context():
-            assert isinstance(batch.for_model(64).frames, PendingResize)
+def test_image_size_none_takes_frames_as_they_come() -> None:
+    """The original's calling convention: frames already resized, padded and mean-subtracted."""
+    frames = torch.randn(2, 3, 32, 32)
+    (out,) = FrameInput(None, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)).train().chunks(frames)
+    assert torch.equal(out, frames.flip(1))
+
+
+@pytest.mark.parametrize("image_size", [16, 0, 224.0, True])
+def test_bad_image_sizes_are_refused(image_size: object) -> None:
+    with pytest.raises(ValueError, match="image_size must be >= 32"):
+        FrameInput(image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
 
 
 def test_matches_the_original_image_resize_and_pad() -> None:

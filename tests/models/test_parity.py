@@ -9,8 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from clipbert import load_original
-from clipbert.data.collate import VideoQABatch
-from clipbert.data.transforms import batch_frames
+from clipbert.data.batches import QABatch, batch_frames
 from clipbert.models.backbone import ClipBertBackbone, build_bert
 from clipbert.models.checkpoints import convert_original_state_dict, load_weights
 from clipbert.models.heads import MLPClassifier
@@ -132,7 +131,7 @@ class TaskModel(nn.Module):
 
     def __init__(self, bert_config: dict, num_labels: int) -> None:
         super().__init__()
-        self.backbone = ClipBertBackbone(resnet50(), build_bert(bert_config))
+        self.backbone = ClipBertBackbone(resnet50(), build_bert(bert_config), image_size=None)
         self.head = MLPClassifier(bert_config["hidden_size"], num_labels)
 
 
@@ -221,14 +220,16 @@ def test_outputs_match_the_original(
 def test_raw_frames_through_our_input_path_match(
     inputs: dict, outputs: dict, device: torch.device
 ) -> None:
-    """Raw uint8 frames -> our loader batching -> device resize -> model normalisation."""
+    """Raw uint8 frames -> our loader batching -> the model's input transform on the device."""
     case = inputs["qa_224_pipeline"]
     # what the loader ships: uint8 clips at the videos' own sizes (ragged when they differ)
     frames = batch_frames([video[None].to(device) for video in case["raw_frames"]])
     sd, _ = convert_original_state_dict(_original_state_dict("qa"))
     reference = load_original(_original_state_dict("qa"))
     module = VideoQATask(
-        ClipBertBackbone(resnet50(), build_bert(_bert_config(reference))),
+        ClipBertBackbone(
+            resnet50(), build_bert(_bert_config(reference)), image_size=case["max_img_size"]
+        ),
         answer_vocabulary=[f"answer {i}" for i in range(10)],
         optimizer=torch.optim.AdamW,
         cnn_lr=1e-4,
@@ -236,13 +237,13 @@ def test_raw_frames_through_our_input_path_match(
     )
     load_weights(module, sd, strict=True)
     module.eval().to(device)
-    batch = VideoQABatch(
+    batch = QABatch(
         frames=frames,
         input_ids=case["text_input_ids"].to(device),
         attention_mask=case["text_input_mask"].to(device),
         visual_index=torch.arange(2, device=device),
         labels=case["labels"].to(device),
-    ).resized(case["max_img_size"])
+    )
     expected = outputs["qa_224_pipeline"]
     with torch.no_grad():
         _check("logits", module(batch).cpu(), expected["logits"])

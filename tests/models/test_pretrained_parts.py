@@ -106,13 +106,15 @@ def test_grid_feat_pth_loads_into_the_cnn(tmp_path: Path) -> None:
     ]
     for key, value in target.state_dict().items():
         assert torch.equal(value, source.state_dict()[key]), key
-    backbone = build_backbone(TINY_CNN, TINY_BERT, cnn_weights=str(tmp_path / "grid_feat_R-50.pth"))
+    backbone = build_backbone(
+        TINY_CNN, TINY_BERT, None, cnn_weights=str(tmp_path / "grid_feat_R-50.pth")
+    )
     assert torch.equal(backbone.cnn.conv1.weight, source.conv1.weight)
 
 
 def test_our_keys_go_back_to_the_original_names() -> None:
     torch.manual_seed(0)
-    backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT))
+    backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT), image_size=None)
     model = torch.nn.Module()
     model.backbone, model.head = backbone, MLPClassifier(16, 3)
     ours = model.state_dict()
@@ -129,7 +131,7 @@ def _full_size_original_state_dict() -> dict[str, torch.Tensor]:
     torch.manual_seed(0)
     bert = build_bert({"vocab_size": 30522})
     model = torch.nn.Module()
-    model.backbone = ClipBertBackbone(resnet50(), bert)
+    model.backbone = ClipBertBackbone(resnet50(), bert, image_size=None)
     model.head = MLPClassifier(768, 1500)
     sd = to_original_state_dict(model.state_dict())
     sd["transformer.bert.visual_embeddings.position_embeddings.weight"] = torch.empty(512, 768)
@@ -170,7 +172,8 @@ def test_full_size_original_state_dict_loads_with_only_the_documented_drops() ->
         for k in dropped
     )
     model = torch.nn.Module()
-    model.backbone = ClipBertBackbone(resnet50(), build_bert({"vocab_size": 30522}))
+    bert = build_bert({"vocab_size": 30522})
+    model.backbone = ClipBertBackbone(resnet50(), bert, image_size=None)
     model.head = MLPClassifier(768, 1500)
     report = load_weights(model, converted, strict=True)
     assert len(report.loaded) == 474 and report.unexpected == report.missing == []
@@ -180,7 +183,7 @@ def test_full_size_original_state_dict_loads_with_only_the_documented_drops() ->
 def _pretraining_model() -> torch.nn.Module:
     torch.manual_seed(0)
     model = torch.nn.Module()
-    model.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT))
+    model.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT), image_size=None)
     model.head = PretrainingHeads(
         model.backbone.bert.config, model.backbone.bert.embeddings.word_embeddings
     )
@@ -218,7 +221,7 @@ def test_finetuning_from_the_pretrained_release_drops_its_heads(tmp_path: Path) 
     path = tmp_path / "clipbert_image_text_pretrained.pt"
     torch.save(original, path)
     qa = torch.nn.Module()
-    qa.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT))
+    qa.backbone = ClipBertBackbone(ResNet(**TINY_CNN), build_bert(TINY_BERT), image_size=None)
     qa.head = MLPClassifier(16, 7)
     report = initialize_from(qa, path)
     assert report.unexpected == [] and report.mismatched == []

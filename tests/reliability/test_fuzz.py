@@ -18,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from clipbert.data.annotations import AnnotationError, load_video_qa
-from clipbert.data.datasets import FrameSampling, VideoClipReader, read_or_mark
 from clipbert.data.decoding import DecodeError, TimeLimitedDecoder, VideoDecoder, build_decoder
+from clipbert.data.frame_sampling import FrameSampling
+from clipbert.data.readers import VideoClipReader, read_or_mark
 from clipbert.data.stores import LmdbStore, LmdbWriter
 from tests.reliability import media
 

@@ -11,13 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from clipbert.tasks.base import (
-    ClipBertTask,
-    aggregate_clip_logits,
-    clip_grad_norm,
-    parameter_groups,
-    warmup_linear_decay,
-)
+from clipbert.models.heads import aggregate_clip_logits
+from clipbert.tasks.base import ClipBertTask
+from clipbert.tasks.optimization import clip_grad_norm, parameter_groups, warmup_linear_decay
 
 
 def original_lse_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
 from clipbert.demo.generate import DemoPaths
-from clipbert.models.backbone import ClipBertBackbone
+from clipbert.models.frame_input import FrameInput
 from tests.helpers import predict_config
 
 QA_DEMO_TASKS = ["demo_image_qa", "demo_mc", "demo_video_qa"]
@@ -52,19 +52,22 @@ def test_demo_task_trains_and_predicts(train_config, tmp_path: Path, task: str) 
     assert original_scores["overall_acc"] == round(100 * hits / len(records), 2)
 
 
-def test_training_resizes_whole_batches_and_evaluation_chunk_by_chunk(
+def test_training_transforms_whole_batches_and_evaluation_chunk_by_chunk(
     train_config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The model's mode, set by Lightning, decides: one pass in training (one graph), chunks of
+    ``model.eval_frames_per_pass`` frames (8) in validation and test (8 videos x 2 frames)."""
     seen = set()
-    encode_frames = ClipBertBackbone.encode_frames
+    chunks = FrameInput.chunks
 
     def spy(self, frames):
-        seen.add((type(frames).__name__, torch.is_grad_enabled()))
-        return encode_frames(self, frames)
+        produced = list(chunks(self, frames))
+        seen.add((self.training, torch.is_grad_enabled(), tuple(len(c) for c in produced)))
+        return iter(produced)
 
-    monkeypatch.setattr(ClipBertBackbone, "encode_frames", spy)
+    monkeypatch.setattr(FrameInput, "chunks", spy)
     train(train_config())  # fit (training and validation), then test
-    assert seen == {("Tensor", True), ("PendingResize", False)}
+    assert seen == {(True, True, (16,)), (False, False, (8, 8))}
 
 
 def test_multiple_choice_texts_are_question_then_option(train_config) -> None:
@@ -111,14 +114,14 @@ def test_retrieval_demo_trains_ranks_and_predicts(train_config, tmp_path: Path) 
 
 def test_ranking_scores_equal_pairwise_scores(train_config) -> None:
     """Scoring caption blocks against cached video tokens = scoring each pair on its own."""
-    from clipbert.cli.train import build_task
+    from clipbert.runs.build import build_task
 
     cfg = train_config("task=demo_retrieval", "task.module.ranking_pairs=3")
     datamodule, module = build_task(cfg)
     module.eval()
     datamodule.setup("test")
     texts = datamodule.ranking_texts("test")
-    batch = datamodule.on_after_batch_transfer(next(iter(datamodule.test_dataloader())), 0)
+    batch = next(iter(datamodule.test_dataloader()))
     matrix = module.score_videos(batch.frames, texts)
     assert matrix.shape == (len(texts), len(batch))
     with torch.no_grad():

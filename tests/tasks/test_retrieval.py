@@ -10,8 +10,10 @@ import torch
 from transformers import BertTokenizerFast
 
 from clipbert.data.annotations import CaptionExample
-from clipbert.data.collate import PairBatch, PairCollator, TextTokenizer
+from clipbert.data.batches import PairBatch
+from clipbert.data.collate import PairCollator
 from clipbert.data.datasets import ImageTextMatchingDataset
+from clipbert.data.text import TextTokenizer
 from clipbert.demo.generate import write_tokenizer
 from clipbert.models.backbone import build_backbone
 from clipbert.models.checkpoints import to_original_state_dict
@@ -67,6 +69,7 @@ def _task(**kwargs: object) -> RetrievalTask:
             "hidden_dropout_prob": 0.0,
             "attention_probs_dropout_prob": 0.0,
         },
+        image_size=None,
     )
     return RetrievalTask(
         backbone, optimizer=torch.optim.AdamW, cnn_lr=1e-4, cnn_weight_decay=0.0, **kwargs
