@@ -84,7 +84,7 @@ def rebuild_module(
     module = build_module(
         model_cfg,
         config.task.module,
-        image_size=image_size or config.task.datamodule.image_size,
+        image_size=config.task.datamodule.image_size if image_size is None else image_size,
         answer_vocabulary=run.answer_vocabulary,
     )
     module.load_state_dict(run.state_dict, strict=True)
