@@ -15,7 +15,7 @@ from clipbert.data.annotations import (
     VideoQAExample,
 )
 from clipbert.data.decoding import DecodeError
-from clipbert.data.readers import VideoClipReader, read_or_mark
+from clipbert.data.readers import ImageReader, VideoClipReader, read_or_mark
 
 log = logging.getLogger(__name__)
 
@@ -85,17 +85,19 @@ def group_by_video(
 
 
 class QADataset(Dataset):
-    """One item per video chunk: the video's clips and up to ``max_texts_per_video`` questions.
+    """One item per video (or image) chunk: its clips and up to ``max_texts_per_video`` of its
+    questions.
 
     Open-ended questions (``VideoQAExample``) give one text each, labelled through
-    ``ans2label`` (``IGNORE_LABEL`` when the answer is outside it). Multiple-choice questions
+    ``ans2label`` (``IGNORE_LABEL`` when the answer is outside it); image questions
+    (``ImageQAExample``) also bring their answers' soft scores. Multiple-choice questions
     (``VideoMCExample``) give one text per option and their answer index as the label.
     """
 
     def __init__(
         self,
-        examples: Sequence[VideoQAExample | VideoMCExample],
-        read_clips: VideoClipReader,
+        examples: Sequence[VideoQAExample | VideoMCExample | ImageQAExample],
+        read_clips: VideoClipReader | ImageReader,
         ans2label: dict[str, int] | None = None,
         max_texts_per_video: int = 1,
         evaluation: bool = False,
