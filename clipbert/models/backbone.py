@@ -13,8 +13,9 @@ from torch import Tensor, nn
 from transformers import BertConfig, BertModel
 from transformers.masking_utils import create_bidirectional_mask
 
+from clipbert.data.batches import Frames
 from clipbert.models.checkpoints import load_bert_weights, load_grid_feat
-from clipbert.models.frame_input import FrameInput, Frames, leading_shape
+from clipbert.models.frame_input import FrameInput, leading_shape
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
 

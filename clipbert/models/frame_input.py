@@ -24,9 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-Frames = Tensor | tuple[Tensor, ...]
-"""V videos' frames: one (V, ..., 3, H, W) tensor, or a tuple of V (..., 3, h_i, w_i) tensors
-of different sizes (what the loaders ship)."""
+from clipbert.data.batches import Frames
 
 MIN_IMAGE_SIZE = 32  # one res5 cell
 
