@@ -23,7 +23,7 @@ $(VENV_STAMP): pyproject.toml
 	@touch $@
 
 demo: venv
-	$(PY) train.py hydra.run.dir=$(DEMO_RUN)
+	$(PY) train.py trainer.accelerator=cpu hydra.run.dir=$(DEMO_RUN)
 	$(PY) predict.py ckpt_path=$(DEMO_RUN)/checkpoints/best.ckpt split=test \
 		hydra.run.dir=$(DEMO_RUN)/predict_test
 	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict_test/)"

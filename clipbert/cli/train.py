@@ -19,6 +19,7 @@ from clipbert.callbacks.run_record import RunRecorder
 from clipbert.cli.errors import reported
 from clipbert.runs.build import build_task
 from clipbert.runs.configs import CONFIG_DIR
+from clipbert.runs.devices import describe_devices, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit the configured task, test its best checkpoint, return the final metrics."""
     with open_dict(cfg):
         cfg.paths.data_root = str(Path(cfg.paths.data_root).expanduser().resolve())
+    resolve_precision(cfg.trainer)
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
     pl.seed_everything(cfg.seed, workers=True)
@@ -71,6 +73,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("ckpt_path") and rank_zero_only.rank == 0:
         keep_earlier_metrics(loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log.info(describe_devices(trainer))
     for logger in trainer.loggers:  # the resolved config beside the metrics (hparams, wandb)
         logger.log_hyperparams(resolved)
 

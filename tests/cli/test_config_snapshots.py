@@ -5,11 +5,6 @@ The snapshots are the unresolved configs that ``--cfg job`` prints, written with
 A change to the configs that should change a composed value updates its snapshot on purpose:
 ``CLIPBERT_UPDATE_SNAPSHOTS=1 pytest tests/cli/test_config_snapshots.py``, then review the
 diff like any other change.
-
-Two differences from the snapshots are intended and spelled out here rather than written into
-them, so the files stay what the configs composed before the package was restructured: the
-callbacks moved to ``clipbert.callbacks`` (``MOVED_TARGETS``), and ``model.clip_order``, a
-benchmark-only mode, moved out of the model into ``benchmarks/`` (``REMOVED_KEYS``).
 """
 
 from __future__ import annotations
@@ -21,10 +16,8 @@ import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from clipbert.runs.configs import CONFIG_DIR, MOVED_TARGETS
+from clipbert.runs.configs import CONFIG_DIR
 from tests.helpers import compose_config
-
-REMOVED_KEYS = {("model", "clip_order")}
 
 SNAPSHOTS = Path(__file__).resolve().parent / "config_snapshots"
 TASKS = sorted(p.stem for p in (Path(CONFIG_DIR) / "task").glob("*.yaml"))
@@ -34,17 +27,6 @@ CASES = (
     + [("train", "experiment", name) for name in EXPERIMENTS]
     + [("predict", "task", name) for name in TASKS]
 )
-
-
-def as_restructured(snapshot: str) -> str:
-    """A snapshot with the intended differences applied (see the module docstring)."""
-    config = yaml.safe_load(snapshot)
-    for parent, key in REMOVED_KEYS:
-        config.get(parent, {}).pop(key, None)
-    text = yaml.safe_dump(config, sort_keys=True)
-    for old, new in MOVED_TARGETS.items():
-        text = text.replace(f"_target_: {old}\n", f"_target_: {new}\n")
-    return text
 
 
 def composed_yaml(entry: str, group: str, name: str) -> str:
@@ -67,5 +49,4 @@ def test_composed_config_equals_its_snapshot(
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         snapshot.write_text(composed)
     assert snapshot.is_file(), f"no snapshot {snapshot}: run with CLIPBERT_UPDATE_SNAPSHOTS=1"
-    expected = as_restructured(snapshot.read_text())
-    assert composed == expected, f"{entry}.py {group}={name} composes differently"
+    assert composed == snapshot.read_text(), f"{entry}.py {group}={name} composes differently"

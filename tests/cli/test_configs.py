@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 
-def test_default_is_the_demo_on_cpu(monkeypatch) -> None:
+def test_default_is_the_demo_on_the_machine_s_devices(monkeypatch) -> None:
     monkeypatch.delenv("CLIPBERT_DATA", raising=False)
     cfg = compose_config("train", [])
     assert cfg.task.name == "demo_video_qa"
-    assert cfg.trainer.accelerator == "cpu"
+    assert (cfg.trainer.accelerator, cfg.trainer.precision) == ("auto", "bf16-mixed")
+    assert "train.py trainer.accelerator=cpu" in (REPO / "Makefile").read_text()  # make demo
     assert cfg.model.bert.num_hidden_layers == 2  # the demo selects the tiny model
     assert cfg.paths.data_root == "./data"
 
