@@ -31,10 +31,12 @@ MIN_IMAGE_SIZE = 32  # one res5 cell
 
 def resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
     """(h, w) with the longer side = ``image_size``; the shorter side is truncated, as the
-    original does (340x256 at 448 -> 448x337), and kept at least 1."""
+    original does (340x256 at 448 -> 448x337), and kept at least 1. The ratio is taken first,
+    as the original's ``int(S * (W / H))``: ``int(S * W / H)`` rounds differently for some
+    sizes (672x345 at 448: 229 against 230)."""
     if height >= width:
-        return image_size, max(1, int(image_size * width / height))
-    return max(1, int(image_size * height / width)), image_size
+        return image_size, max(1, int(image_size * (width / height)))
+    return max(1, int(image_size * (height / width))), image_size
 
 
 def resize_pad(frames: Tensor, image_size: int) -> Tensor:

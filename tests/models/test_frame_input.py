@@ -36,6 +36,9 @@ def _random_frames(t: int, h: int, w: int) -> torch.Tensor:
         ((1080, 1920), 448, (252, 448)),
         ((100, 100), 224, (224, 224)),
         ((1, 1000), 448, (1, 448)),  # never 0
+        # the original's int(S * (W / H)): 448 * (345 / 672) = 229.99..., 448 * 345 / 672 = 230
+        ((672, 345), 448, (448, 229)),
+        ((345, 672), 448, (229, 448)),
     ],
 )
 def test_resized_shape_truncates(hw, size, expected) -> None:
