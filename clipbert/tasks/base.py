@@ -7,6 +7,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -27,6 +28,10 @@ from clipbert.tasks.optimization import (
 )
 
 log = logging.getLogger(__name__)
+
+# How the micro-batches of an accumulated optimizer step combine: the original sums their
+# gradients; "mean" is Lightning's default (the loss divided by the accumulation count).
+ACCUMULATIONS = ("sum", "mean")
 
 
 @dataclass
@@ -77,18 +82,22 @@ class ClipBertTask(pl.LightningModule):
         cnn_weight_decay: float,
         warmup_ratio: float = 0.1,
         score_agg: str = "mean",
+        accumulation: str = "sum",
     ) -> None:
         super().__init__()
         if score_agg not in SCORE_AGGREGATIONS:
             raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{score_agg}'")
         if not 0.0 <= warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
+        if accumulation not in ACCUMULATIONS:
+            raise ValueError(f"accumulation must be one of {ACCUMULATIONS}, got '{accumulation}'")
         self.backbone = backbone
         self.optimizer_factory = optimizer
         self.cnn_lr = cnn_lr
         self.cnn_weight_decay = cnn_weight_decay
         self.warmup_ratio = warmup_ratio
         self.score_agg = score_agg
+        self.accumulation = accumulation
         self.batch_facts: dict | None = None  # set when the optimizer is configured
 
     def on_train_batch_start(self, batch: FramesBatch, batch_idx: int) -> None:
@@ -126,6 +135,15 @@ class ClipBertTask(pl.LightningModule):
         """Retrieval on one input: p(the caption describes the video)."""
         raise TypeError(f"{type(self).__name__} does not score captions")
 
+    def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
+        """Sum the micro-batch gradients of an accumulated step, as the original does (it never
+        divides its loss by the accumulation count); Lightning's own way, the mean, divides each
+        micro-batch's loss before this hook, so ``sum`` multiplies it back. Clipping at 5.0
+        then means what it meant in the original's recipes."""
+        if self.accumulation == "sum":
+            loss = loss * self.trainer.accumulate_grad_batches
+        super().backward(loss, *args, **kwargs)
+
     def configure_gradient_clipping(
         self,
         optimizer: Optimizer,
@@ -136,29 +154,34 @@ class ClipBertTask(pl.LightningModule):
 
         Lightning refuses to clip for a fused optimizer because under fp16 the fused step
         unscales the gradients itself, so they are still scaled when clipping runs. In fp32 and
-        bf16 nothing is scaled and clipping the gradients directly is exact.
+        bf16 nothing is scaled and clipping the gradients directly is exact; where gradients are
+        scaled or sharded the optimizer is built unfused (``configure_optimizers``).
         """
         if not gradient_clip_val or not getattr(optimizer, "_step_supports_amp_scaling", False):
             self.clip_gradients(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        precision = str(self.trainer.precision)
-        if precision.startswith("16") or "FSDP" in type(self.trainer.strategy).__name__:
-            raise ValueError(
-                f"gradient clipping with a fused optimizer does not work with precision "
-                f"{precision} and strategy {type(self.trainer.strategy).__name__}; set "
-                "task.module.optimizer.fused=false (or trainer.gradient_clip_val=null)"
-            )
         params = [p for group in optimizer.param_groups for p in group["params"]]
         if gradient_clip_algorithm == "value":
             nn.utils.clip_grad_value_(params, gradient_clip_val)
         else:
             clip_grad_norm(params, gradient_clip_val)
 
+    def _unfused_if_needed(self) -> dict[str, bool]:
+        """``fused=False`` for a fused optimizer under fp16 loss scaling or FSDP, where Lightning
+        must unscale or gather the gradients itself before clipping them; nothing otherwise."""
+        if not getattr(self.optimizer_factory, "keywords", {}).get("fused"):
+            return {}
+        precision, strategy = str(self.trainer.precision), type(self.trainer.strategy).__name__
+        if not (precision.startswith("16") or "FSDP" in strategy):
+            return {}
+        log.info("precision %s with %s: the optimizer runs unfused", precision, strategy)
+        return {"fused": False}
+
     def configure_optimizers(self) -> dict:
         groups = parameter_groups(
             self.named_parameters(), cnn_lr=self.cnn_lr, cnn_weight_decay=self.cnn_weight_decay
         )
-        optimizer = self.optimizer_factory(groups)
+        optimizer = self.optimizer_factory(groups, **self._unfused_if_needed())
         total = max(int(self.trainer.estimated_stepping_batches), 1)
         warmup = math.floor(self.warmup_ratio * total)
         self.batch_facts = global_batch_facts(self.trainer, total, warmup)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from functools import partial
+from types import SimpleNamespace
 
 import pytest
 import pytorch_lightning as pl
@@ -83,12 +85,24 @@ def test_parameter_groups_follow_the_original_rules() -> None:
 
 
 class SteepTask(ClipBertTask):
-    """A linear "backbone" with a steep loss; records the gradient norm the optimizer steps on."""
+    """A linear "backbone" with a steep loss; records the gradient norm the optimizer steps on
+    and the gradients of its first step."""
 
-    def __init__(self, fused: bool) -> None:
+    def __init__(self, fused: bool, accumulation: str = "sum") -> None:
         optimizer = partial(torch.optim.AdamW, lr=1e-3, fused=fused)
-        super().__init__(nn.Linear(4, 1), optimizer=optimizer, cnn_lr=1e-3, cnn_weight_decay=0.0)
+        super().__init__(
+            nn.Linear(4, 1),
+            optimizer=optimizer,
+            cnn_lr=1e-3,
+            cnn_weight_decay=0.0,
+            accumulation=accumulation,
+        )
         self.stepped_norms: list[float] = []
+        self.first_grads: list[torch.Tensor] | None = None
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        if self.first_grads is None:
+            self.first_grads = [p.grad.clone() for p in self.backbone.parameters()]
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:  # no loader bookkeeping here
         pass
@@ -106,19 +120,29 @@ class SteepTask(ClipBertTask):
         )
 
 
-def _fit(task: SteepTask, precision: str, accelerator: str = "cpu") -> None:
-    data = DataLoader(TensorDataset(torch.randn(8, 4) * 10), batch_size=4)
+def _fit(
+    task: SteepTask,
+    precision: str,
+    accelerator: str = "cpu",
+    accumulate: int = 1,
+    clip: float | None = 0.5,
+    data: torch.Tensor | None = None,
+) -> pl.Trainer:
+    inputs = torch.randn(8, 4) * 10 if data is None else data
+    data = DataLoader(TensorDataset(inputs), batch_size=4)
     trainer = pl.Trainer(
         accelerator=accelerator,
-        max_steps=2,
+        max_steps=2 if accumulate == 1 else 1,
         precision=precision,
-        gradient_clip_val=0.5,
+        gradient_clip_val=clip,
+        accumulate_grad_batches=accumulate,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
     trainer.fit(task, data)
+    return trainer
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
@@ -130,11 +154,52 @@ def test_gradients_are_clipped_with_fused_and_plain_optimizers(precision: str, f
     assert all(norm <= 0.5 + 1e-4 for norm in task.stepped_norms), task.stepped_norms
 
 
-def test_fused_optimizer_with_fp16_scaling_is_refused_with_advice() -> None:
+def test_fp16_trains_with_the_shipped_fused_optimizer_and_clipping() -> None:
     if not torch.cuda.is_available():
         pytest.skip("16-mixed (a gradient scaler) needs a GPU")
-    with pytest.raises(ValueError, match="optimizer.fused=false"):
-        _fit(SteepTask(fused=True), "16-mixed", accelerator="gpu")  # on a CPU it becomes bf16
+    task = SteepTask(fused=True)
+    trainer = _fit(task, "16-mixed", accelerator="gpu")  # on a CPU it becomes bf16
+    assert not trainer.optimizers[0].defaults["fused"]
+    assert len(task.stepped_norms) == 2
+    assert all(norm <= 0.5 + 1e-4 for norm in task.stepped_norms), task.stepped_norms
+
+
+@pytest.mark.parametrize(
+    ("precision", "strategy", "fused"),
+    [
+        ("16-mixed", "DDPStrategy", False),
+        ("bf16-mixed", "FSDPStrategy", False),
+        ("bf16-mixed", "DDPStrategy", True),
+        ("32-true", "SingleDeviceStrategy", True),
+    ],
+)
+def test_the_optimizer_runs_unfused_only_where_gradients_are_scaled_or_sharded(
+    precision: str, strategy: str, fused: bool, monkeypatch
+) -> None:
+    task = SteepTask(fused=True)
+    trainer = SimpleNamespace(precision=precision, strategy=type(strategy, (), {})())
+    monkeypatch.setattr(type(task), "trainer", property(lambda self: trainer))
+    assert task._unfused_if_needed() == ({} if fused else {"fused": False})
+
+
+@pytest.mark.parametrize(("accumulation", "factor"), [("sum", 1.0), ("mean", 0.5)])
+def test_accumulated_micro_batches_sum_their_gradients_as_the_original(
+    accumulation: str, factor: float
+) -> None:
+    torch.manual_seed(0)
+    inputs = torch.randn(8, 4)
+    task = SteepTask(fused=False, accumulation=accumulation)
+    reference = copy.deepcopy(task.backbone)
+    for half in inputs.split(4):  # the original: backward per micro-batch, loss undivided
+        (1000.0 * reference(half).square().mean()).backward()
+    _fit(task, "32-true", accumulate=2, clip=None, data=inputs)
+    for got, summed in zip(task.first_grads, reference.parameters(), strict=True):
+        torch.testing.assert_close(got, factor * summed.grad)
+
+
+def test_unknown_accumulation_is_refused() -> None:
+    with pytest.raises(ValueError, match="accumulation must be one of"):
+        SteepTask(fused=False, accumulation="average")
 
 
 @pytest.mark.parametrize("scale", [1e-3, 1.0, 1e3, float("nan"), "just under the limit"])
