@@ -14,6 +14,8 @@ Strategies (config key ``sampling``):
 - ``fixed``: clip k of K = ``n_clips`` starts at ``delta * k / K`` (evaluation; one clip starts
   at frame 0, as the original's QA evaluation).
 - ``start`` / ``middle`` / ``end``: clip 0 / 1 / 2 of 3 (one clip; ``end`` is not the end).
+- ``middle_or_fixed``: ``middle`` for one clip, ``fixed`` for several: the original's retrieval
+  and MSRVTT multiple-choice evaluation, whose one clip starts a third of the way in.
 - ``uniform``: the whole video is one clip, ``num_frames`` evenly spaced frames.
 """
 
@@ -26,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-STRATEGIES = ("rand", "fixed", "uniform", "start", "middle", "end")
+STRATEGIES = ("rand", "fixed", "uniform", "start", "middle", "end", "middle_or_fixed")
 
 _THIRDS = {"start": 0, "middle": 1, "end": 2}
 
@@ -45,6 +47,8 @@ def clip_starts(
 ) -> list[float]:
     """Real-valued start frames of ``n_clips`` clips of ``clip_len`` frames."""
     delta = max(total_frames - clip_len, 0.0)
+    if strategy == "middle_or_fixed":
+        strategy = "middle" if n_clips == 1 else "fixed"
     if strategy == "rand":
         if rng is None:
             raise ValueError(

@@ -114,3 +114,22 @@ def test_multinode_and_fsdp_configs_say_what_they_run() -> None:
     strategy = instantiate(fsdp.strategy)  # FSDP itself needs GPUs: only the strategy is built
     assert type(strategy).__name__ == "FSDPStrategy"
     assert [cls.__name__ for cls in strategy.kwargs["auto_wrap_policy"]] == ["BertLayer"]
+
+
+@pytest.mark.parametrize(
+    ("task", "strategy"),
+    [
+        ("msrvtt_ret", "middle_or_fixed"),
+        ("didemo_ret", "middle_or_fixed"),
+        ("anet_ret", "middle_or_fixed"),
+        ("msrvtt_mc", "middle_or_fixed"),
+        ("demo_retrieval", "middle_or_fixed"),
+        ("msrvtt_qa", "fixed"),
+        ("tgif_frameqa", "fixed"),
+    ],
+)
+def test_evaluation_clip_is_the_original_s(task: str, strategy: str) -> None:
+    """Retrieval and the MSRVTT MC test evaluate one clip from delta / 3 (reference 4.3);
+    video QA evaluates the clip at frame 0."""
+    sampling = compose_config("train", [f"task={task}"]).task.datamodule.eval_sampling
+    assert sampling.strategy == strategy

@@ -50,6 +50,11 @@ def test_start_middle_end_are_thirds_of_delta() -> None:
     assert sample("end") == [[47, 76]]  # ceil(46.67) = 47; "end" is not the end
 
 
+def test_middle_or_fixed_is_the_middle_clip_alone_and_fixed_clips_together() -> None:
+    assert sample("middle_or_fixed") == sample("middle") == [[24, 53]]
+    assert sample("middle_or_fixed", n_clips=4) == sample("fixed", n_clips=4)
+
+
 def test_one_frame_takes_the_first_frame_of_the_window() -> None:
     assert frames_in_clip(23.3, 30.0, 1, F) == [24]
     assert sample("middle", num_frames=1, fps=1.0) == [[24]]
@@ -97,7 +102,7 @@ def test_rand_needs_an_explicit_rng() -> None:
 
 def test_every_strategy_gives_n_clips_of_num_frames_in_range() -> None:
     for strategy in STRATEGIES:
-        n_clips = 3 if strategy in ("rand", "fixed") else 1
+        n_clips = 3 if strategy in ("rand", "fixed", "middle_or_fixed") else 1
         clips = sample(strategy, n_clips=n_clips, num_frames=5, rng=random.Random(0))
         assert len(clips) == n_clips
         assert all(len(c) == 5 and all(0 <= i < F for i in c) for c in clips)
