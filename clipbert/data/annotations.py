@@ -100,9 +100,13 @@ class ImageQAExample:
 
     @property
     def answer(self) -> str | None:
-        """The highest-scoring gold answer (for readable outputs)."""
-        if not self.answer_scores:
+        """The highest-scoring gold answer (for readable outputs); None on a split without
+        labels, "" for ``labels: {}`` (annotated, but no answer earns credit: any prediction
+        scores 0)."""
+        if self.answer_scores is None:
             return None
+        if not self.answer_scores:
+            return ""
         return max(self.answer_scores, key=self.answer_scores.__getitem__)
 
 

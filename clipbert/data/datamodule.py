@@ -308,22 +308,52 @@ class ImageQADataModule(VideoQADataModule):
     answers over ``ans2label``, up to ``max_texts_per_video`` (2 for VQA) questions per image.
 
     Training questions with no answer in the vocabulary are handled as ``oov_training`` says.
+    A question annotated ``labels: {}`` (no answer earned credit) is skipped in training like
+    them, or trained towards all-zero scores as the original does (``empty_labels: train``); in
+    evaluation it stays, and any answer scores 0 on it.
     """
 
-    def __init__(self, *, ans2label: str, max_texts_per_video: int = 2, **common: Any) -> None:
+    def __init__(
+        self,
+        *,
+        ans2label: str,
+        max_texts_per_video: int = 2,
+        empty_labels: str = "skip",
+        **common: Any,
+    ) -> None:
         common.setdefault("train_sampling", {"n_clips": 1, "num_frames": 1})
         common.setdefault("eval_sampling", {"n_clips": 1, "num_frames": 1})
         super().__init__(ans2label=ans2label, max_texts_per_video=max_texts_per_video, **common)
+        if empty_labels not in ("skip", "train"):
+            raise ValueError(f"empty_labels must be 'skip' or 'train', got '{empty_labels}'")
+        self.empty_labels = empty_labels
+        self.skipped_empty_labels = 0
 
     def clip_reader(self, split: str) -> ImageReader:
         return ImageReader(open_store(self.vis_db))
 
     def answerable(self, example: ImageQAExample) -> bool:
+        if example.answer_scores == {}:  # kept by empty_labels=train: all-zero targets
+            return True
         return any(answer in self.ans2label for answer in example.answer_scores or {})
 
     def load_examples(self, split: str) -> tuple[list, str]:
         examples, path = self.load_split(split, load_image_qa)
-        return (self._in_vocabulary(examples, path) if split == "train" else examples), path
+        if split != "train":
+            return examples, path
+        if self.empty_labels == "skip":
+            labelled = [e for e in examples if e.answer_scores != {}]
+            self.skipped_empty_labels = len(examples) - len(labelled)
+            if self.skipped_empty_labels:
+                log.warning(
+                    "%s: skipped %d training questions annotated 'labels: {}'; "
+                    "task.datamodule.empty_labels=train trains them towards all-zero scores, "
+                    "as the original",
+                    path,
+                    self.skipped_empty_labels,
+                )
+            examples = labelled
+        return self._in_vocabulary(examples, path), path
 
     def collate_fn(self, split: str) -> QACollator:
         return QACollator(self.text_tokenizer, num_labels=len(self.ans2label))

@@ -168,3 +168,46 @@ def test_evaluation_lists_unreadable_videos_and_counts_them_wrong(
     assert "missing_video" in broken[-1]["broken"]
     hits = sum(r["prediction"] == r["gold"] for r in records)
     assert metrics["acc"] == pytest.approx(hits / len(records))
+
+
+def test_image_questions_annotated_with_empty_labels(
+    train_config, demo_root: Path, tmp_path: Path
+) -> None:
+    """`labels: {}` (no answer earned credit): evaluation still scores the split, counting the
+    question 0; training skips it, or trains it towards all-zero scores as the original."""
+    source = DemoPaths.under(demo_root).image_txt_db
+    txt_db = tmp_path / "txt_db"
+    txt_db.mkdir()
+    for name in ("train.jsonl", "val.jsonl", "test.jsonl", "ans2label.json"):
+        lines = (source / name).read_text().splitlines()
+        if name.endswith(".jsonl"):
+            emptied = [{**json.loads(line), "labels": {}} for line in lines[:3]]
+            lines = [json.dumps(record) for record in emptied] + lines[3:]
+        (txt_db / name).write_text("\n".join(lines) + "\n")
+    overrides = [
+        "task=demo_image_qa",
+        "test=false",
+        f"task.datamodule.txt_db={txt_db}",
+        f"task.datamodule.ans2label={txt_db / 'ans2label.json'}",
+    ]
+    skipping = instantiate(train_config(*overrides).task.datamodule)
+    train_questions = len((txt_db / "train.jsonl").read_text().splitlines())
+    assert skipping.build_dataset("train").num_questions == train_questions - 3
+    assert skipping.skipped_empty_labels == 3
+
+    cfg = train_config(*overrides, "task.datamodule.empty_labels=train")
+    training = instantiate(cfg.task.datamodule)
+    dataset = training.build_dataset("train")
+    assert dataset.num_questions == train_questions
+    assert dataset.groups[0][0].answer_scores == {}  # trained towards all-zero scores
+    train(cfg)
+
+    out = tmp_path / "predict"
+    checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    scores = predict(predict_config(out, f"ckpt_path={checkpoint}", "split=test", "num_workers=0"))
+    records = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    emptied = [r for r in records if r["gold_scores"] == {}]
+    assert len(emptied) == 3 and all(r["gold"] == "" for r in emptied)
+    hits = sum(r["gold_scores"].get(r["prediction"], 0.0) for r in records)
+    assert scores["score"] == pytest.approx(hits / len(records))
+    assert (out / "scores.json").is_file()
