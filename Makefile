@@ -24,9 +24,8 @@ $(VENV_STAMP): pyproject.toml
 
 demo: venv
 	$(PY) train.py trainer.accelerator=cpu hydra.run.dir=$(DEMO_RUN)
-	$(PY) predict.py ckpt_path=$(DEMO_RUN)/checkpoints/best.ckpt split=test \
-		hydra.run.dir=$(DEMO_RUN)/predict_test
-	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict_test/)"
+	$(PY) predict.py run_dir=$(DEMO_RUN) split=test
+	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict/test_best/)"
 
 test: venv
 	$(PY) -m pytest

@@ -18,12 +18,16 @@ class RunRecorder(pl.Callback):
         self.config = config
         self.tokenizer_files = tokenizer_files(tokenizer)
 
-    def on_save_checkpoint(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
-    ) -> None:
-        checkpoint[RECORD_KEY] = checkpoint_record(
+    def record(self, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """The run record of ``pl_module`` as it is now."""
+        return checkpoint_record(
             self.config,
             pl_module.backbone.bert.config.to_dict(),
             self.tokenizer_files,
             getattr(pl_module, "batch_facts", None),
         )
+
+    def on_save_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict
+    ) -> None:
+        checkpoint[RECORD_KEY] = self.record(pl_module)

@@ -10,7 +10,7 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from clipbert.allocator import keep_freed_memory
 from clipbert.cli.errors import reported
@@ -19,8 +19,12 @@ from clipbert.predictor import Predictor
 from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
 from clipbert.runs.configs import CONFIG_DIR
 from clipbert.runs.original import load_any_run
+from clipbert.runs.selection import results_folder, select_checkpoint
 
 log = logging.getLogger(__name__)
+
+# predict.yaml's default hydra.run.dir: the results folder inside the checkpoint's run
+OmegaConf.register_new_resolver("clipbert_results_folder", results_folder, replace=True)
 
 
 def summary_table(metrics: dict[str, float], header: str) -> str:
@@ -31,10 +35,11 @@ def summary_table(metrics: dict[str, float], header: str) -> str:
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
-    """Predict ``cfg.split`` with ``cfg.ckpt_path``; write our outputs and the original's.
+    """Predict ``cfg.split`` with a checkpoint; write our outputs and the original's.
 
-    ``cfg.ckpt_path`` is a clipbert ``.ckpt`` or, with ``cfg.task`` naming its task, an
-    original ClipBERT checkpoint.
+    The checkpoint is ``cfg.ckpt_path``, or the one ``cfg.run_dir`` and ``cfg.step`` pick
+    (:mod:`clipbert.runs.selection`): a clipbert ``.ckpt`` or, with ``cfg.task`` naming its
+    task, an original ClipBERT checkpoint (whose answers ``cfg.ans2label`` may give).
     """
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
@@ -44,10 +49,14 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+    checkpoint = select_checkpoint(cfg.get("ckpt_path"), cfg.get("run_dir"), cfg.get("step"))
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"ckpt_path={checkpoint}: no such file")
     if cfg.get("video") or cfg.get("image"):
-        return predict_one(cfg)
+        return predict_one(cfg, checkpoint)
     output_dir = Path(cfg.paths.output_dir)
-    run = load_any_run(cfg.ckpt_path, cfg)
+    log.info("checkpoint %s; results in %s", checkpoint, output_dir)
+    run = load_any_run(checkpoint, cfg, ans2label=cfg.get("ans2label"))
     datamodule_cfg = evaluation_datamodule_config(
         run,
         cfg.split,
@@ -56,6 +65,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         data_root=cfg.data_root,
         txt_db=cfg.txt_db,
         vis_db=cfg.vis_db,
+        ans2label=cfg.get("ans2label"),
         n_clips=cfg.n_clips,
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
@@ -86,7 +96,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def predict_one(cfg: DictConfig) -> dict[str, float]:
+def predict_one(cfg: DictConfig, checkpoint: Path) -> dict[str, float]:
     """``video=`` or ``image=`` with ``question=`` (and ``options=``) or ``caption=``: print
     the answers with their probabilities."""
     if cfg.get("video") and cfg.get("image"):
@@ -98,7 +108,7 @@ def predict_one(cfg: DictConfig) -> dict[str, float]:
     if cfg.accelerator == "auto" and torch.cuda.is_available():
         device = "cuda"
     predictor = Predictor.from_checkpoint(
-        cfg.ckpt_path, device, cfg.n_clips, cfg.score_agg, cfg.trusted_targets or ()
+        checkpoint, device, cfg.n_clips, cfg.score_agg, cfg.trusted_targets or ()
     )
     if cfg.get("caption"):
         score = predictor.match(visual, cfg.caption)

@@ -102,6 +102,7 @@ def evaluation_datamodule_config(
     data_root: str | None = None,
     txt_db: str | None = None,
     vis_db: str | None = None,
+    ans2label: str | None = None,
     n_clips: int | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
@@ -110,7 +111,8 @@ def evaluation_datamodule_config(
     ``task_datamodule`` (another task's data, e.g. the MSRVTT multiple-choice test for a
     retrieval model), with the run's tokenizer and these overrides. ``data_root`` moves the
     run's stores to another root; ``txt_db`` is one jsonl file for the split (the original's
-    ``inference_txt_db``), ``vis_db`` another store."""
+    ``inference_txt_db``), ``vis_db`` another store, ``ans2label`` another answer vocabulary
+    file (which ``check_vocabulary`` then holds to the run's)."""
     if task_datamodule is not None:
         dm = OmegaConf.create(OmegaConf.to_container(task_datamodule, resolve=True))
     else:
@@ -128,6 +130,8 @@ def evaluation_datamodule_config(
         dm.splits[split] = str(Path(txt_db).expanduser().resolve())
     if vis_db:
         dm.vis_db = str(Path(vis_db).expanduser().resolve())
+    if ans2label:
+        dm.ans2label = str(Path(ans2label).expanduser().resolve())
     if n_clips is not None:
         dm.eval_sampling.n_clips = n_clips
     if batch_size is not None:

@@ -76,14 +76,17 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> Trained
     )
 
 
-def load_any_run(path: str | Path, cfg: DictConfig) -> TrainedRun:
-    """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``.
+def load_any_run(path: str | Path, cfg: DictConfig, ans2label: str | None = None) -> TrainedRun:
+    """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``
+    (and with the answers of ``ans2label``, the original's ``--ans2label_path``, if given).
 
     ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it, and
     its ``paths.data_root`` becomes ``data_root`` (when given), made absolute.
     """
     with open_dict(cfg):
         cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
+        if ans2label and cfg.get("task") is not None:
+            cfg.task.datamodule.ans2label = str(Path(ans2label).expanduser().resolve())
     checkpoint = load_plain(path)
     run = TrainedRun.from_checkpoint(checkpoint)
     if run is not None:
