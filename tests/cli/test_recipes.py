@@ -53,11 +53,14 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
         demo.tokenizer_dir,
     ):
         _link(path, root / path.relative_to(demo_root))  # the demo tasks' own folders
-    for store in ("msrvtt", "tgif", "didemo", "anet"):
+    for store in ("msrvtt", "tgif", "didemo", "anet", "tango"):
         _link(demo.vis_db, root / "vis_db" / store)
     _link(demo.image_vis_db, root / "vis_db" / "coco_train2014_val2014")
+    _link(demo.image_vis_db, root / "vis_db" / "rico")
     for split in ("train", "val", "test"):
         _copy_jsonl(demo.split(split), txt / "msrvtt_qa" / f"{split}.jsonl")
+        _copy_jsonl(demo.split(split), txt / "tango" / f"{split}.jsonl")
+        _copy_jsonl(demo.image_txt_db / f"{split}.jsonl", txt / "rico" / f"vqa_k_{split}.jsonl")
         _copy_jsonl(demo.split(split), txt / "tgif_qa" / f"frameqa_{split}.jsonl")
         for kind in ("action", "transition"):
             _copy_jsonl(demo.mc_split(split), txt / "tgif_qa" / f"{kind}_{split}.jsonl")
@@ -77,9 +80,11 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     for name, file in (
         ("msrvtt_qa", "train_ans2label.json"),
         ("tgif_qa", "frameqa_trainval_ans2label.json"),
+        ("tango", "ans2label.json"),
     ):
         (txt / name / file).write_text(demo.ans2label.read_text())
-    (txt / "vqa" / "trainval_ans2label.json").write_text((images / "ans2label.json").read_text())
+    for name, file in (("vqa", "trainval_ans2label.json"), ("rico", "ans2label.json")):
+        (txt / name / file).write_text((images / "ans2label.json").read_text())
     return root
 
 
@@ -139,8 +144,8 @@ def test_msrvtt_mc_scores_a_retrieval_checkpoint(original_layout: Path, tmp_path
         "task=msrvtt_ret",
         "test=false",
         "trainer.max_epochs=1",
-        "+trainer.limit_train_batches=1",
-        "+trainer.limit_val_batches=1",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
         "trainer.num_sanity_val_steps=0",
     )
     cfg.trainer.fast_dev_run = False  # a real (one-batch) epoch, so a checkpoint is written
