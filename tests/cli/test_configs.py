@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 
 from clipbert.runs.build import build_module
 from clipbert.runs.configs import CONFIG_DIR
-from tests.helpers import compose_config
+from tests.helpers import compose_config, predict_config
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
@@ -77,10 +77,12 @@ def test_one_frame_experiment_changes_only_frames() -> None:
     assert one.model == base.model
 
 
-def test_predict_requires_a_checkpoint() -> None:
-    cfg = compose_config("predict", [])
-    with pytest.raises(Exception, match="ckpt_path"):
-        _ = cfg.ckpt_path
+def test_predict_requires_a_checkpoint_or_a_run(tmp_path: Path) -> None:
+    from clipbert.cli.predict import predict
+
+    cfg = predict_config(tmp_path)
+    with pytest.raises(ValueError, match=r"give ckpt_path=FILE, or run_dir=RUN"):
+        predict(cfg)
 
 
 @pytest.mark.parametrize(
