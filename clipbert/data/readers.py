@@ -15,6 +15,20 @@ from clipbert.data.stores import VisualStore
 log = logging.getLogger(__name__)
 
 PLACEHOLDER_SIZE = 32  # side of the black frames that stand in for an unreadable video
+MAX_ASPECT_RATIO = 5.0  # the original treats frames beyond 5:1 either way as unreadable
+
+
+def check_aspect_ratio(frames: torch.Tensor, name: str) -> torch.Tensor:
+    """Refuse frames (..., 3, H, W) longer than 5:1 in either direction, as the original does:
+    resized to the model's square they would be a few pixels thin. Training then replaces the
+    video, evaluation counts its questions wrong, as for any unreadable one."""
+    height, width = frames.shape[-2:]
+    if max(height, width) > MAX_ASPECT_RATIO * max(min(height, width), 1):
+        raise DecodeError(
+            f"{name}: frames of {width}x{height} are beyond the {MAX_ASPECT_RATIO:g}:1 aspect "
+            "ratio the model takes; crop or pad the file"
+        )
+    return frames
 
 
 class VideoClipReader:
@@ -65,6 +79,7 @@ class VideoClipReader:
             frames = self.decoder.read(data, self.frame_indices)
         except DecodeError as err:
             raise DecodeError(f"{name}: {err}") from err
+        check_aspect_ratio(frames, name)
         return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 
@@ -82,6 +97,7 @@ class ImageReader:
             image = decode_image(self.store.get(image_id))
         except DecodeError as err:
             raise DecodeError(f"image '{image_id}' in {self.store.path}: {err}") from err
+        check_aspect_ratio(image, f"image '{image_id}' in {self.store.path}")
         return image.unsqueeze(0)
 
 
