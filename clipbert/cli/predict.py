@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -32,6 +33,17 @@ def summary_table(metrics: dict[str, float], header: str) -> str:
     rows = [header, f"{'metric':<{width}}  value", f"{'-' * width}  ------"]
     rows += [f"{k:<{width}}  {v:.4f}" for k, v in metrics.items()]
     return "\n".join(rows)
+
+
+def every_process_outputs(outputs: list) -> list:
+    """The prediction batches of all processes, in the split's order: each process predicted
+    one contiguous block of it (``ContiguousShard``), so rank after rank is the split's order.
+    One process: its own outputs."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return outputs
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, outputs)
+    return [batch for rank_outputs in gathered for batch in rank_outputs]
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
@@ -83,8 +95,11 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         enable_model_summary=False,
         default_root_dir=str(output_dir),
     )
-    outputs = trainer.predict(module, datamodule=datamodule)
-    report = module.write_predictions(outputs, output_dir, datamodule)
+    outputs = every_process_outputs(trainer.predict(module, datamodule=datamodule))
+    writer = trainer.is_global_zero
+    report = module.write_predictions(outputs, output_dir if writer else None, datamodule)
+    if not writer:  # the metrics were computed together; the first process reports them
+        return report.metrics
     sampling = datamodule.eval_sampling
     header = (
         f"{cfg.split}: {report.size}, n_clips={sampling.n_clips}, "

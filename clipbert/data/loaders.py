@@ -6,13 +6,12 @@ counted; evaluation reads every item once, in order, unpadded across processes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from clipbert.data.datasets import ReplaceBroken
@@ -80,7 +79,29 @@ class LoaderSettings:
         length, and the repeated items would be counted twice."""
         sampler = None
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            sampler = UnrepeatedDistributedSampler(dataset, shuffle=False)
+            sampler = ContiguousShard(dataset, dist.get_rank(), dist.get_world_size())
         return DataLoader(
             dataset, batch_size=self.eval_batch_size, sampler=sampler, **self._options(collate_fn)
         )
+
+
+class ContiguousShard(DistributedSampler):
+    """One process's share of an evaluation split: a contiguous block of items, no padding.
+
+    Blocks (rather than every world_size-th item) keep the split's order when the processes'
+    predictions are put back together rank after rank, so ``predict.py`` on 8 devices writes
+    the same files as on one. The last blocks may be one item shorter than the first. A
+    ``DistributedSampler``, so that Lightning uses it as it is rather than splitting it again.
+    """
+
+    def __init__(self, dataset: Dataset, rank: int, world_size: int) -> None:
+        super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=False)
+        base, extra = divmod(len(dataset), world_size)
+        self.start = rank * base + min(rank, extra)
+        self.stop = self.start + base + (rank < extra)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.start, self.stop))
+
+    def __len__(self) -> int:
+        return self.stop - self.start

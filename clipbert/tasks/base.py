@@ -113,9 +113,12 @@ class ClipBertTask(pl.LightningModule):
         )
 
     def write_predictions(
-        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+        self, outputs: list, output_dir: Path | None, datamodule: pl.LightningDataModule
     ) -> PredictionReport:
-        """Write what ``trainer.predict`` returned for one split under ``output_dir``."""
+        """Write what ``trainer.predict`` returned for one split (every process's batches, in
+        the split's order) under ``output_dir``. With several processes each one calls this,
+        since the metrics are computed together, and only the first gives ``output_dir``; the
+        others pass None and write nothing."""
         raise NotImplementedError
 
     def answer(

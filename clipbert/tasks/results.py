@@ -50,30 +50,35 @@ def original_qa_result(record: dict, answer: str | int | None) -> dict:
 
 def write_qa_results(
     records: list[dict],
-    output_dir: Path,
+    output_dir: Path | None,
     metric: GroupedMean,
     original_results: list[dict],
 ) -> tuple[dict[str, float], list[Path]]:
     """predictions.jsonl and metrics.json; the original's results_all.json and, when every
     question has its gold answer, scores.json. The metrics are those the task's ``metric``
     accumulated over the split; questions on unreadable videos are listed, counted wrong and
-    counted in ``broken``."""
-    files = [
-        write_jsonl(output_dir / "predictions.jsonl", records),
-        write_json(output_dir / "results_all.json", original_results),
-    ]
+    counted in ``broken``. ``output_dir`` None: the metrics only, for the other processes of
+    a prediction on several devices, which compute them together while one writes."""
     values: dict[str, float] = {}
+    scores: dict | None = None
     if records and all(r["gold"] is not None for r in records):
         values = rounded(metric.compute())
         values["broken"] = sum("broken" in r for r in records)
         counts = Counter(r["answer_type"] for r in records)
-        scores: dict = {"overall_acc": percent(values[metric.name])}
+        scores = {"overall_acc": percent(values[metric.name])}
         for kind in metric.groups:
             scores[f"{kind}_acc"] = percent(values[f"{metric.name}_{kind}"])
         scores["ratios"] = {
             f"{kind}_ratio": [percent(counts[kind] / len(records)), counts[kind]]
             for kind in metric.groups
         }
+    if output_dir is None:
+        return values, []
+    files = [
+        write_jsonl(output_dir / "predictions.jsonl", records),
+        write_json(output_dir / "results_all.json", original_results),
+    ]
+    if scores is not None:
         files.append(write_json(output_dir / "scores.json", scores))
     files.append(write_json(output_dir / "metrics.json", values))
     return values, files

@@ -330,7 +330,7 @@ class RetrievalTask(ClipBertTask):
         ]
 
     def write_predictions(
-        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+        self, outputs: list, output_dir: Path | None, datamodule: pl.LightningDataModule
     ) -> PredictionReport:
         records = [record for batch in outputs for record in batch]
         if self.mc_accuracy["predict"].update_called:
@@ -339,18 +339,26 @@ class RetrievalTask(ClipBertTask):
         matrix, metrics = self.ranking_metrics("predict", texts)
         broken = {r["video_id"]: r["broken"] for r in records}
         metrics["broken"] = len(broken)
-        files = write_ranking_results(matrix, metrics, broken, output_dir, texts)
+        files = (
+            []
+            if output_dir is None
+            else write_ranking_results(matrix, metrics, broken, output_dir, texts)
+        )
         return PredictionReport(
             f"{len(texts)} captions x {len(texts.video_ids)} videos", metrics, files
         )
 
-    def _write_multiple_choice(self, records: list[dict], output_dir: Path) -> PredictionReport:
+    def _write_multiple_choice(
+        self, records: list[dict], output_dir: Path | None
+    ) -> PredictionReport:
         """Our QA files, and the original's run_msrvtt_mc.py files: ``{qid: option}`` and the
         accuracy as text."""
         original = [original_qa_result(r, r["prediction"]) for r in records]
         metrics, files = write_qa_results(
             records, output_dir, self.mc_accuracy["predict"], original
         )
+        if output_dir is None:
+            return PredictionReport(f"{len(records)} questions", metrics, files)
         choices = {str(r["question_id"]): r["prediction"] for r in records}
         files.append(write_json(output_dir / "mc_test_results.json", choices))
         if "acc" in metrics:

@@ -144,7 +144,7 @@ class QATask(ClipBertTask):
         return records
 
     def write_predictions(
-        self, outputs: list, output_dir: Path, datamodule: pl.LightningDataModule
+        self, outputs: list, output_dir: Path | None, datamodule: pl.LightningDataModule
     ) -> PredictionReport:
         records = [record for batch in outputs for record in batch]
         original = [self.original_result(r) for r in records]

@@ -86,3 +86,49 @@ def test_ddp_validation_metrics_equal_one_process_validation(
     assert set(single) == set(logged)
     for key, value in single.items():
         assert logged[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+
+
+@pytest.mark.parametrize("task", ["demo_video_qa", "demo_retrieval"])
+def test_predicting_on_two_processes_writes_what_one_writes(
+    train_config, tmp_path: Path, task: str
+) -> None:
+    """`predict.py devices=2`: the processes predict one block of the split each, the first
+    writes every prediction once, in the split's order, with the metrics of the whole split."""
+    from clipbert.cli.train import train
+    from tests.helpers import run_script
+
+    cfg = train_config(f"task={task}", "test=false")
+    train(cfg)
+    checkpoint = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+    single_dir = tmp_path / "one"
+    single = predict(predict_config(single_dir, f"ckpt_path={checkpoint}", "num_workers=0"))
+
+    double_dir = tmp_path / "two"
+    result = run_script(
+        "predict.py",
+        f"ckpt_path={checkpoint}",
+        "accelerator=cpu",
+        "devices=2",
+        "num_workers=0",
+        "batch_size=3",  # 8 test videos: blocks of 4, batches of 3 and 1
+        f"hydra.run.dir={double_dir}",
+        cwd=tmp_path,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    double = json.loads((double_dir / "metrics.json").read_text())
+    assert double.keys() == single.keys()
+    for key, value in single.items():
+        assert double[key] == pytest.approx(value, abs=1e-6), key
+    name = "predictions.jsonl" if task == "demo_video_qa" else "rankings.jsonl"
+    ones = [json.loads(line) for line in (single_dir / name).read_text().splitlines()]
+    twos = [json.loads(line) for line in (double_dir / name).read_text().splitlines()]
+    assert len(twos) == len(ones)
+    key = "question_id" if task == "demo_video_qa" else "caption_id"
+    assert [r[key] for r in twos] == [r[key] for r in ones]
+    if task == "demo_video_qa":
+        assert [r["prediction"] for r in twos] == [r["prediction"] for r in ones]
+    else:
+        assert [[t["video_id"] for t in r["top5"]] for r in twos] == [
+            [t["video_id"] for t in r["top5"]] for r in ones
+        ]
