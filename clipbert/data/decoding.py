@@ -177,12 +177,26 @@ def _as_file(data: bytes) -> Iterator[str | io.BytesIO]:
         os.close(descriptor)
 
 
+SAFEGUARD_RATIO = 0.8
+
+
+def sampled_frame_count(declared: int, demuxed: int) -> int:
+    """The frame count clips are spread over: the header's, as the original samples by it,
+    unless the stream holds less than 80% of it (a truncated file); then what the stream holds.
+    This is the original's duration safeguard, which decodes the stream to find its real end.
+    Frames the header claims beyond the stream's end repeat its last frame."""
+    if declared > demuxed >= SAFEGUARD_RATIO * declared:
+        return declared
+    return demuxed
+
+
 class PyAVDecoder(IndexedDecoder):
     """Decoding with PyAV (FFmpeg): slower than decord for sparse frames, but it opens what
     decord cannot (GIFs, WebM without a duration) and survives a corrupt packet.
 
     It reads the first *video* stream (not stream 0, which may be audio), counts frames by
-    demuxing rather than trusting the header (often 0 in mkv/webm), decodes in order up to the
+    demuxing rather than trusting the header (often 0 in mkv/webm; see
+    ``sampled_frame_count`` for a header that claims more), decodes in order up to the
     last wanted frame, skips packets FFmpeg rejects, and rotates frames upright as the display
     matrix says, as decord does. When fewer frames decode than packets were counted (a
     rejected packet), wanted indices past the end get the last decoded frame.
@@ -200,7 +214,8 @@ class PyAVDecoder(IndexedDecoder):
             if not container.streams.video:
                 raise DecodeError("pyav: the file has no video stream")
             stream = container.streams.video[0]
-            count = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            demuxed = sum(1 for packet in container.demux(stream) if packet.size > 0)
+            count = sampled_frame_count(stream.frames or 0, demuxed)
             rate = stream.average_rate or stream.guessed_rate
             info = VideoInfo(num_frames=count, fps=float(rate) if rate else 0.0)
             return (data, stream.index), info
