@@ -13,6 +13,10 @@ datamodules (and the original's loaders) read; ``write_jsonl`` saves them.
   (``video_id``, ``sentence``).
 - ``vqa``: VQA v2 ``v2_OpenEnded_mscoco_*_questions.json`` with, for train/val, the matching
   ``v2_mscoco_*_annotations.json``; soft scores 0.3 per annotator who gave an answer, at most 1.
+- ``vg_qa``: Visual Genome's ``question_answers.json``, in the VQA shape.
+- ``msrvtt_mc``: JSFusion's MSRVTT multiple-choice test ``MSR_MC_test.csv``.
+- the caption releases of :mod:`clipbert.data.caption_converters`: DiDeMo and ActivityNet
+  paragraphs, COCO and Visual Genome pre-training captions.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import csv
 import json
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
-from typing import TextIO
 
 from clipbert.atomic_files import write_text_atomic
+from clipbert.data import caption_converters
 from clipbert.data.annotations import iter_jsonl
+from clipbert.data.release_json import ConversionError, load_json, open_csv, require
 
 MSRVTT_QA_TYPES = ("what", "who", "how", "where", "when")  # category_id 0..4
 FRAMEQA_TYPES = ("object", "number", "color", "location")  # TGIF FrameQA type 0..3
@@ -34,41 +39,16 @@ TGIF_TASKS = ("action", "transition", "frameqa")
 MSRVTT_SPLITS = {"train": "train", "val": "validate", "test": "test"}
 
 
-class ConversionError(ValueError):
-    """An annotation file is not in the shape its converter expects."""
-
-
-def _load_json(path: str | os.PathLike) -> object:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"annotation file not found: {path}") from None
-    except json.JSONDecodeError as err:
-        raise ConversionError(f"{path}: not valid JSON ({err.msg}, line {err.lineno})") from None
-
-
-def _open_csv(path: str | os.PathLike) -> TextIO:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
-    return Path(path).open(newline="", encoding="utf-8-sig")
-
-
-def _require(record: dict, keys: Sequence[str], where: str) -> None:
-    missing = [k for k in keys if k not in record]
-    if missing:
-        raise ConversionError(f"{where}: missing {', '.join(missing)}")
-
-
 def msrvtt_qa(path: str | os.PathLike) -> list[dict]:
     """MSRVTT-QA rows: ``video_id`` as the store key ``video{N}``; ``answer_type`` from
     ``category_id``, or from the question's first word when a release lacks it."""
-    records = _load_json(path)
+    records = load_json(path)
     if not isinstance(records, list):
         raise ConversionError(f"{path}: expected a JSON list of questions")
     rows = []
     for index, record in enumerate(records):
         where = f"{path}: question {index}"
-        _require(record, ("question", "answer", "video_id"), where)
+        require(record, ("question", "answer", "video_id"), where)
         if "category_id" in record:
             answer_type = MSRVTT_QA_TYPES[int(record["category_id"])]
         else:
@@ -91,7 +71,7 @@ def tgif_qa(path: str | os.PathLike, task: str) -> list[dict]:
     FrameQA with the answer string and its ``answer_type``."""
     if task not in TGIF_TASKS:
         raise ValueError(f"task must be one of {', '.join(TGIF_TASKS)}, got {task!r}")
-    with _open_csv(path) as handle:
+    with open_csv(path) as handle:
         reader = csv.DictReader(handle, delimiter="\t")
         options = [f"a{i}" for i in range(1, 6)]
         needed = ("gif_name", "question", "answer", *(options if task != "frameqa" else ("type",)))
@@ -121,14 +101,14 @@ def msrvtt_retrieval(path: str | os.PathLike, split: str = "train") -> list[dict
     """MSRVTT caption rows ``{clip_name, caption}`` of one split of ``MSRVTT_data.json``, or
     of the 1k-A test csv (whose rows are the split; ``split`` is then ignored)."""
     if str(path).endswith(".csv"):
-        with _open_csv(path) as handle:
+        with open_csv(path) as handle:
             reader = csv.DictReader(handle)
             if not {"video_id", "sentence"} <= set(reader.fieldnames or []):
                 raise ConversionError(f"{path}: expected the columns video_id and sentence")
             return [{"clip_name": r["video_id"], "caption": r["sentence"]} for r in reader]
     if split not in MSRVTT_SPLITS:
         raise ValueError(f"split must be one of {', '.join(MSRVTT_SPLITS)}, got {split!r}")
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not {"videos", "sentences"} <= set(data):
         raise ConversionError(f"{path}: expected MSRVTT_data.json with videos and sentences")
     videos = {v["video_id"] for v in data["videos"] if v.get("split") == MSRVTT_SPLITS[split]}
@@ -156,18 +136,18 @@ def vqa(
     """VQA v2 rows ``{question, question_id, image_id, labels, answer_type}``; without
     annotations (the test sets) no ``labels``. ``image_key`` formats the store key, e.g.
     ``COCO_train2014_{image_id:012d}`` for a store built from COCO's file names."""
-    questions = _load_json(questions_path)
+    questions = load_json(questions_path)
     if not isinstance(questions, dict) or "questions" not in questions:
         raise ConversionError(f"{questions_path}: expected a VQA questions file ('questions')")
     answers: dict[int, dict] = {}
     if annotations_path is not None:
-        annotations = _load_json(annotations_path)
+        annotations = load_json(annotations_path)
         if not isinstance(annotations, dict) or "annotations" not in annotations:
             raise ConversionError(f"{annotations_path}: expected a VQA annotations file")
         answers = {a["question_id"]: a for a in annotations["annotations"]}
     rows = []
     for record in questions["questions"]:
-        _require(record, ("question", "question_id", "image_id"), str(questions_path))
+        require(record, ("question", "question_id", "image_id"), str(questions_path))
         row = {
             "question": record["question"],
             "question_id": record["question_id"],
@@ -186,6 +166,59 @@ def vqa(
     return rows
 
 
+def vg_qa(path: str | os.PathLike, image_key: str = "{image_id}") -> list[dict]:
+    """Visual Genome QA rows in the VQA shape (the original's ``vg_k_trainval.jsonl``) from
+    ``question_answers.json`` (images with ``qas`` of ``qa_id``, ``image_id``, ``question``,
+    ``answer``): one gold answer each, normalized as VQA's, scored 1."""
+    images = load_json(path)
+    if not isinstance(images, list):
+        raise ConversionError(f"{path}: expected question_answers.json's list of images")
+    rows = []
+    for index, image in enumerate(images):
+        require(image, ("qas",), f"{path}: image {index}")
+        for qa in image["qas"]:
+            require(qa, ("qa_id", "question", "answer"), f"{path}: image {index}")
+            image_id = qa.get("image_id", image.get("id"))
+            rows.append(
+                {
+                    "question": qa["question"],
+                    "question_id": qa["qa_id"],
+                    "image_id": image_key.format(image_id=image_id),
+                    "labels": {normalize_answer(qa["answer"]): 1.0},
+                }
+            )
+    return rows
+
+
+def msrvtt_mc(path: str | os.PathLike) -> list[dict]:
+    """The MSRVTT multiple-choice test (JSFusion's ``MSR_MC_test.csv``: tab-separated ``key``,
+    ``vid_key`` ``msr<N>``, five candidate captions ``a1``..``a5``, the 0-based ``answer``) as
+    the original's ``msrvtt_retrieval_mc_test.jsonl``: ``{qid, clip_name, options, answer}``."""
+    options = [f"a{i}" for i in range(1, 6)]
+    with open_csv(path) as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        missing = [k for k in ("vid_key", "answer", *options) if k not in (reader.fieldnames or [])]
+        if missing:
+            raise ConversionError(
+                f"{path}: the header lacks {', '.join(missing)}; is this MSR_MC_test.csv?"
+            )
+        rows = []
+        for line_number, record in enumerate(reader, start=2):
+            answer = int(record["answer"])
+            if not 0 <= answer < 5:
+                raise ConversionError(f"{path}:{line_number}: answer {answer} is not 0-4")
+            video = record["vid_key"]
+            rows.append(
+                {
+                    "qid": record.get("key") or line_number - 2,
+                    "clip_name": "video" + video.removeprefix("msr"),
+                    "options": [record[o] for o in options],
+                    "answer": answer,
+                }
+            )
+    return rows
+
+
 def build_ans2label(files: Iterable[str | os.PathLike], top_k: int) -> dict[str, int]:
     """``ans2label`` of the ``top_k`` most frequent answers of jsonl files (ties by first
     appearance); VQA rows count every answer in their ``labels``."""
@@ -201,6 +234,13 @@ def build_ans2label(files: Iterable[str | os.PathLike], top_k: int) -> dict[str,
     return {answer: label for label, (answer, _) in enumerate(counts.most_common(top_k))}
 
 
+CAPTION_SOURCES = {
+    "didemo_paragraphs": caption_converters.didemo_paragraphs,
+    "anet_paragraphs": caption_converters.anet_paragraphs,
+    "coco_captions": caption_converters.coco_captions,
+    "vg_captions": caption_converters.vg_captions,
+    "msrvtt_mc": msrvtt_mc,
+}
 SOURCES = (
     "msrvtt_qa",
     "tgif_action",
@@ -208,6 +248,8 @@ SOURCES = (
     "tgif_frameqa",
     "msrvtt_retrieval",
     "vqa",
+    "vg_qa",
+    *CAPTION_SOURCES,
 )
 
 
@@ -228,6 +270,10 @@ def convert(
         return msrvtt_retrieval(src, split)
     if source == "vqa":
         return vqa(src, answers, image_key)
+    if source == "vg_qa":
+        return vg_qa(src, image_key)
+    if source in CAPTION_SOURCES:
+        return CAPTION_SOURCES[source](src)
     raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")
 
 

@@ -163,3 +163,205 @@ def test_preprocess_modes_for_the_text_side(tmp_path: Path) -> None:
                 "preprocess", ["mode=annotations", "source=kinetics", f"src={train}", "dst=x"]
             )
         )
+
+
+# Small files in each release's own layout (field names as published; see the converters).
+DIDEMO = [
+    {
+        "num_segments": 6,
+        "description": "someone kicks the bug towards some rocks.",
+        "dl_link": "https://www.flickr.com/video_download.gne?id=4253489686",
+        "times": [[4, 4], [4, 4], [0, 0]],
+        "video": "26292851@N04_4253489686_265c3c8051.m4v",
+        "annotation_id": 1,
+    },
+    {
+        "num_segments": 6,
+        "description": "the  camera pans left.",
+        "dl_link": "https://www.flickr.com/video_download.gne?id=1",
+        "times": [[0, 1]],
+        "video": "10015567@N08_3655084291_d8b58466fa.mov",
+        "annotation_id": 2,
+    },
+    {
+        "num_segments": 6,
+        "description": "the bug flips over.",
+        "dl_link": "https://www.flickr.com/video_download.gne?id=4253489686",
+        "times": [[5, 5]],
+        "video": "26292851@N04_4253489686_265c3c8051.m4v",
+        "annotation_id": 3,
+    },
+]
+ANET = {
+    "v_QOlSCBRmfWY": {
+        "duration": 82.73,
+        "timestamps": [[0.83, 19.86], [17.37, 60.81]],
+        "sentences": [
+            "A young woman is seen standing in a room and leads into her dancing.",
+            " The girl dances around the room while the camera captures her movements.",
+        ],
+    },
+    "v_ehGHCYKzyZ8": {"duration": 61.72, "timestamps": [[0, 10.2]], "sentences": ["A man runs."]},
+}
+MSR_MC = (
+    "key\tvid_key\ta1\ta2\ta3\ta4\ta5\tanswer\n"
+    "msr7960_0\tmsr7960\ta man is singing\ta cat sleeps\ta car drives\tkids play\tsoup boils\t0\n"
+    "msr7961_0\tmsr7961\ta dog runs\ta woman cooks\ta man dances\tbirds fly\train falls\t2\n"
+)
+VG_QA = [
+    {
+        "id": 1,
+        "qas": [
+            {
+                "a_objects": [],
+                "question": "What color is the clock?",
+                "image_id": 1,
+                "qa_id": 986768,
+                "answer": "Green.",
+                "q_objects": [],
+            }
+        ],
+    },
+    {"id": 2, "qas": []},
+]
+COCO = {
+    "info": {},
+    "images": [{"id": 318556, "file_name": "COCO_train2014_000000318556.jpg"}],
+    "annotations": [
+        {"image_id": 318556, "id": 48, "caption": "A very clean and well decorated empty bathroom"},
+        {
+            "image_id": 318556,
+            "id": 67,
+            "caption": "A blue and white bathroom with butterfly themed wall tiles.\n",
+        },
+    ],
+}
+VG_REGIONS = [
+    {
+        "id": 1,
+        "regions": [
+            {
+                "region_id": 1382,
+                "width": 82,
+                "height": 139,
+                "image_id": 1,
+                "phrase": "the clock is green in colour",
+                "y": 57,
+                "x": 421,
+            },
+            {
+                "region_id": 1383,
+                "width": 10,
+                "height": 10,
+                "image_id": 1,
+                "phrase": "shade is along the street ",
+                "y": 0,
+                "x": 0,
+            },
+            {
+                "region_id": 1384,
+                "width": 10,
+                "height": 10,
+                "image_id": 1,
+                "phrase": "",
+                "y": 0,
+                "x": 0,
+            },
+        ],
+    }
+]
+
+
+def _release(tmp_path: Path, name: str, content: object) -> Path:
+    path = tmp_path / name
+    path.write_text(content if isinstance(content, str) else json.dumps(content))
+    return path
+
+
+def test_didemo_paragraphs_one_per_video_in_file_order(tmp_path: Path) -> None:
+    rows = convert("didemo_paragraphs", _release(tmp_path, "train_data.json", DIDEMO))
+    assert rows == [
+        {
+            "clip_name": "26292851@N04_4253489686_265c3c8051",  # the store key: the file stem
+            "caption": "someone kicks the bug towards some rocks. the bug flips over.",
+        },
+        {"clip_name": "10015567@N08_3655084291_d8b58466fa", "caption": "the camera pans left."},
+    ]
+    write_jsonl(rows, tmp_path / "didemo_retrieval" / "train.jsonl")
+    assert len(load_captions(tmp_path / "didemo_retrieval" / "train.jsonl")) == 2
+
+
+def test_anet_paragraphs_keep_the_v_prefix_and_single_spaces(tmp_path: Path) -> None:
+    rows = convert("anet_paragraphs", _release(tmp_path, "val_1.json", ANET))
+    assert [r["clip_name"] for r in rows] == ["v_QOlSCBRmfWY", "v_ehGHCYKzyZ8"]
+    assert rows[0]["caption"] == (
+        "A young woman is seen standing in a room and leads into her dancing. "
+        "The girl dances around the room while the camera captures her movements."
+    )
+
+
+def test_msrvtt_multiple_choice_test(tmp_path: Path) -> None:
+    rows = convert("msrvtt_mc", _release(tmp_path, "MSR_MC_test.csv", MSR_MC))
+    assert rows[1] == {
+        "qid": "msr7961_0",
+        "clip_name": "video7961",
+        "options": ["a dog runs", "a woman cooks", "a man dances", "birds fly", "rain falls"],
+        "answer": 2,
+    }
+    out = write_jsonl(rows, tmp_path / "msrvtt_retrieval_mc_test.jsonl")
+    examples = load_video_mc(out)
+    assert [e.video_id for e in examples] == ["video7960", "video7961"]
+    assert [e.answer for e in examples] == [0, 2]
+    with pytest.raises(ConversionError, match="answer 7 is not 0-4"):
+        convert("msrvtt_mc", _release(tmp_path, "bad.csv", MSR_MC.replace("\t2\n", "\t7\n")))
+
+
+def test_visual_genome_qa_in_the_vqa_shape(tmp_path: Path) -> None:
+    release = _release(tmp_path, "question_answers.json", VG_QA)
+    rows = convert("vg_qa", release, image_key="vg_{image_id}")
+    assert rows == [
+        {
+            "question": "What color is the clock?",
+            "question_id": 986768,
+            "image_id": "vg_1",
+            "labels": {"green": 1.0},
+        }
+    ]
+    out = write_jsonl(rows, tmp_path / "vg_k_trainval.jsonl")
+    assert load_image_qa(out)[0].answer == "green"
+
+
+def test_pretraining_captions_of_coco_and_visual_genome(tmp_path: Path) -> None:
+    coco = convert("coco_captions", _release(tmp_path, "captions_train2014.json", COCO))
+    assert coco == [
+        {"coco_id": 318556, "caption": "A very clean and well decorated empty bathroom"},
+        {
+            "coco_id": 318556,
+            "caption": "A blue and white bathroom with butterfly themed wall tiles.",
+        },
+    ]
+    vg = convert("vg_captions", _release(tmp_path, "region_descriptions.json", VG_REGIONS))
+    assert vg == [
+        {"vg_id": 1, "caption": "the clock is green in colour"},
+        {"vg_id": 1, "caption": "shade is along the street"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("source", "content", "message"),
+    [
+        ("didemo_paragraphs", {"video": "x.mp4"}, "expected DiDeMo's JSON list"),
+        ("didemo_paragraphs", [{"video": "x.mp4"}], "moment 0: missing description"),
+        ("anet_paragraphs", [], "expected ActivityNet Captions'"),
+        ("anet_paragraphs", {"v_a": {"duration": 1}}, "video v_a: missing sentences"),
+        ("coco_captions", [], "expected a COCO captions file"),
+        ("vg_captions", {"regions": []}, "expected region_descriptions.json's list"),
+        ("vg_qa", [{"id": 1, "qas": [{"qa_id": 1}]}], "image 0: missing question, answer"),
+        ("msrvtt_mc", "key,vid_key\n1,msr1\n", "the header lacks"),
+    ],
+)
+def test_files_in_another_shape_are_refused_by_name(
+    tmp_path: Path, source: str, content: object, message: str
+) -> None:
+    with pytest.raises(ConversionError, match=message):
+        convert(source, _release(tmp_path, "release.json", content))
