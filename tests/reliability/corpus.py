@@ -60,6 +60,7 @@ def lines(*rows: object) -> Callable[[], bytes]:
 GOOD_QA = {"video_id": "v1", "question": "what?", "answer": "dog"}
 GOOD_MC = {"video_id": "v1", "question": "what?", "options": list("abcde"), "answer": 1}
 BROKEN_VIDEO = r"video 'case' in .*case_store: "
+ASPECT = r"frames of \d+x\d+ are beyond the 5:1 aspect ratio"
 
 
 def raw(data: bytes) -> Callable[[], bytes]:
@@ -349,8 +350,10 @@ CASES = [
         "ok",
         shape=(3, 24, 32),
     ),
-    Case("video_tall_1_to_64", VIDEO, lambda: media.video(16, 1024, 3), "ok", shape=(3, 1024, 16)),
-    Case("video_wide_64_to_1", VIDEO, lambda: media.video(1024, 16, 3), "ok", shape=(3, 16, 1024)),
+    # beyond 5:1 the original treats frames as unreadable (reference 4.4); up to it they are read
+    Case("video_tall_1_to_64", VIDEO, lambda: media.video(16, 1024, 3), "broken", ASPECT),
+    Case("video_wide_64_to_1", VIDEO, lambda: media.video(1024, 16, 3), "broken", ASPECT),
+    Case("video_wide_5_to_1", VIDEO, lambda: media.video(160, 32, 3), "ok", shape=(3, 32, 160)),
     Case(
         "video_gif",
         VIDEO,
@@ -397,8 +400,15 @@ CASES = [
         "image_one_pixel_wide",
         IMAGE,
         lambda: media.image(size=(1, 400), fmt="PNG"),
+        "broken",
+        ASPECT,
+    ),
+    Case(
+        "image_tall_1_to_5",
+        IMAGE,
+        lambda: media.image(size=(8, 40), fmt="PNG"),
         "ok",
-        shape=(3, 400, 1),
+        shape=(3, 40, 8),
     ),
     Case(
         "image_gif",
