@@ -20,7 +20,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clipbert.data.release_json import ConversionError, load_json, require
+from clipbert.data.release_json import (
+    ConversionError,
+    load_json,
+    require,
+    visual_genome_items,
+)
 
 
 def _paragraph(sentences: list[str]) -> str:
@@ -67,14 +72,9 @@ def coco_captions(path: str | os.PathLike) -> list[dict]:
 
 def vg_captions(path: str | os.PathLike) -> list[dict]:
     """Visual Genome region caption rows ``{vg_id, caption}``; empty phrases are left out."""
-    images = load_json(path)
-    if not isinstance(images, list):
-        raise ConversionError(f"{path}: expected region_descriptions.json's list of images")
     rows = []
-    for index, image in enumerate(images):
-        require(image, ("regions",), f"{path}: image {index}")
-        for region in image["regions"]:
-            phrase = " ".join(str(region.get("phrase", "")).split())
-            if phrase:
-                rows.append({"vg_id": region.get("image_id", image.get("id")), "caption": phrase})
+    for image, region, _ in visual_genome_items(path, "regions", "region_descriptions.json"):
+        phrase = " ".join(str(region.get("phrase", "")).split())
+        if phrase:
+            rows.append({"vg_id": region.get("image_id", image.get("id")), "caption": phrase})
     return rows

@@ -31,7 +31,13 @@ from pathlib import Path
 from clipbert.atomic_files import write_text_atomic
 from clipbert.data import caption_converters
 from clipbert.data.annotations import iter_jsonl
-from clipbert.data.release_json import ConversionError, load_json, open_csv, require
+from clipbert.data.release_json import (
+    ConversionError,
+    load_json,
+    open_csv,
+    require,
+    visual_genome_items,
+)
 
 MSRVTT_QA_TYPES = ("what", "who", "how", "where", "when")  # category_id 0..4
 FRAMEQA_TYPES = ("object", "number", "color", "location")  # TGIF FrameQA type 0..3
@@ -170,23 +176,17 @@ def vg_qa(path: str | os.PathLike, image_key: str = "{image_id}") -> list[dict]:
     """Visual Genome QA rows in the VQA shape (the original's ``vg_k_trainval.jsonl``) from
     ``question_answers.json`` (images with ``qas`` of ``qa_id``, ``image_id``, ``question``,
     ``answer``): one gold answer each, normalized as VQA's, scored 1."""
-    images = load_json(path)
-    if not isinstance(images, list):
-        raise ConversionError(f"{path}: expected question_answers.json's list of images")
     rows = []
-    for index, image in enumerate(images):
-        require(image, ("qas",), f"{path}: image {index}")
-        for qa in image["qas"]:
-            require(qa, ("qa_id", "question", "answer"), f"{path}: image {index}")
-            image_id = qa.get("image_id", image.get("id"))
-            rows.append(
-                {
-                    "question": qa["question"],
-                    "question_id": qa["qa_id"],
-                    "image_id": image_key.format(image_id=image_id),
-                    "labels": {normalize_answer(qa["answer"]): 1.0},
-                }
-            )
+    for image, qa, where in visual_genome_items(path, "qas", "question_answers.json"):
+        require(qa, ("qa_id", "question", "answer"), where)
+        rows.append(
+            {
+                "question": qa["question"],
+                "question_id": qa["qa_id"],
+                "image_id": image_key.format(image_id=qa.get("image_id", image.get("id"))),
+                "labels": {normalize_answer(qa["answer"]): 1.0},
+            }
+        )
     return rows
 
 

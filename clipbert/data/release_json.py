@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -36,3 +36,18 @@ def require(record: object, keys: Sequence[str], where: str) -> None:
     missing = [k for k in keys if k not in record]
     if missing:
         raise ConversionError(f"{where}: missing {', '.join(missing)}")
+
+
+def visual_genome_items(
+    path: str | os.PathLike, items: str, release: str
+) -> Iterator[tuple[dict, dict, str]]:
+    """(image, item, where) for every item (``qas``, ``regions``) of every image of a Visual
+    Genome file: a JSON list of images, each with a list of items."""
+    images = load_json(path)
+    if not isinstance(images, list):
+        raise ConversionError(f"{path}: expected {release}'s list of images")
+    for index, image in enumerate(images):
+        where = f"{path}: image {index}"
+        require(image, (items,), where)
+        for item in image[items]:
+            yield image, item, where
