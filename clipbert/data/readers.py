@@ -18,7 +18,7 @@ PLACEHOLDER_SIZE = 32  # side of the black frames that stand in for an unreadabl
 MAX_ASPECT_RATIO = 5.0  # the original treats frames beyond 5:1 either way as unreadable
 
 
-def check_aspect_ratio(frames: torch.Tensor, name: str) -> torch.Tensor:
+def check_aspect_ratio(frames: torch.Tensor, name: str) -> None:
     """Refuse frames (..., 3, H, W) longer than 5:1 in either direction, as the original does:
     resized to the model's square they would be a few pixels thin. Training then replaces the
     video, evaluation counts its questions wrong, as for any unreadable one."""
@@ -28,7 +28,6 @@ def check_aspect_ratio(frames: torch.Tensor, name: str) -> torch.Tensor:
             f"{name}: frames of {width}x{height} are beyond the {MAX_ASPECT_RATIO:g}:1 aspect "
             "ratio the model takes; crop or pad the file"
         )
-    return frames
 
 
 class VideoClipReader:
