@@ -28,6 +28,14 @@ def compose_config(name: str, overrides: list[str]) -> DictConfig:
         return compose(config_name=name, overrides=overrides)
 
 
+def train_run_config(out: Path | str, *overrides: str) -> DictConfig:
+    """The train.py config with ``overrides``, writing its run to ``out``."""
+    cfg = compose_config("train", list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    return cfg
+
+
 def predict_config(out: Path | str, *overrides: str) -> DictConfig:
     """The predict.py config with ``overrides``, writing its outputs to ``out``."""
     cfg = compose_config("predict", list(overrides))

@@ -17,7 +17,7 @@ from clipbert.callbacks.model_steps import ModelStepCheckpoints, original_cadenc
 from clipbert.cli.predict import predict
 from clipbert.cli.train import train
 from clipbert.runs.selection import available_steps, results_folder, select_checkpoint
-from tests.helpers import predict_config
+from tests.helpers import predict_config, tiny_demo_overrides, train_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -43,25 +43,17 @@ def test_bad_cadence_is_refused() -> None:
 @pytest.fixture(scope="module")
 def stepped_run(tmp_path_factory, demo_root: Path) -> Path:
     """A tiny demo run of 2 epochs x 3 steps, with step checkpoints every 4 steps."""
-    from omegaconf import open_dict
-
-    from tests.helpers import compose_config, tiny_demo_overrides
-
     run = tmp_path_factory.mktemp("stepped") / "run"
-    cfg = compose_config(
-        "train",
-        [
-            *tiny_demo_overrides(demo_root),
-            "task.datamodule.batch_size=8",
-            "trainer.max_epochs=2",
-            "trainer.num_sanity_val_steps=0",
-            "test=false",
-            "callbacks.model_steps.num_valid=2",
-            "callbacks.model_steps.min_valid_steps=1",
-        ],
+    cfg = train_run_config(
+        run,
+        *tiny_demo_overrides(demo_root),
+        "task.datamodule.batch_size=8",
+        "trainer.max_epochs=2",
+        "trainer.num_sanity_val_steps=0",
+        "test=false",
+        "callbacks.model_steps.num_valid=2",
+        "callbacks.model_steps.min_valid_steps=1",
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(run)
     train(cfg)
     return run
 

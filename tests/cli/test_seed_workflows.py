@@ -10,7 +10,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-from omegaconf import open_dict
 from PIL import Image, ImageDraw
 
 from clipbert.cli.predict import predict
@@ -19,7 +18,7 @@ from clipbert.data.lmdb_builder import build_vis_db
 from clipbert.demo.generate import DemoPaths
 from clipbert.models.frame_input import resized_shape
 from clipbert.runs.selection import available_steps
-from tests.helpers import compose_config, predict_config, run_script
+from tests.helpers import predict_config, run_script, train_run_config
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 COLORS = {"red": (220, 40, 40), "green": (40, 190, 60), "blue": (40, 70, 230)}
@@ -83,31 +82,27 @@ def storage(tmp_path_factory, demo_root: Path) -> Path:
 
 def _finetune(storage: Path, output_dir: Path, task: str, *overrides: str) -> Path:
     """`python train.py task=<task> hydra.run.dir=$OUTPUT_DIR`, with a tiny model from scratch."""
-    cfg = compose_config(
-        "train",
-        [
-            f"task={task}",
-            f"paths.data_root={storage}",
-            "model=tiny",
-            "model.init_from=null",
-            f"task.datamodule.tokenizer_dir={storage / 'pretrained' / 'tokenizer'}",
-            "task.datamodule.image_size=64",
-            "task.datamodule.batch_size=2",
-            "task.datamodule.eval_batch_size=2",
-            "task.datamodule.num_workers=0",
-            "task.datamodule.pin_memory=false",
-            "trainer.max_steps=4",
-            "trainer.num_sanity_val_steps=0",
-            "trainer.enable_progress_bar=false",
-            "callbacks.progress_bar=null",
-            "callbacks.model_steps.num_valid=2",
-            "callbacks.model_steps.min_valid_steps=1",
-            "test=false",
-            *overrides,
-        ],
+    cfg = train_run_config(
+        output_dir,
+        f"task={task}",
+        f"paths.data_root={storage}",
+        "model=tiny",
+        "model.init_from=null",
+        f"task.datamodule.tokenizer_dir={storage / 'pretrained' / 'tokenizer'}",
+        "task.datamodule.image_size=64",
+        "task.datamodule.batch_size=2",
+        "task.datamodule.eval_batch_size=2",
+        "task.datamodule.num_workers=0",
+        "task.datamodule.pin_memory=false",
+        "trainer.max_steps=4",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.enable_progress_bar=false",
+        "callbacks.progress_bar=null",
+        "callbacks.model_steps.num_valid=2",
+        "callbacks.model_steps.min_valid_steps=1",
+        "test=false",
+        *overrides,
     )
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(output_dir)
     train(cfg)
     return output_dir
 
