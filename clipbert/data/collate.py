@@ -3,10 +3,33 @@
 from __future__ import annotations
 
 import torch
-from transformers import DataCollatorForLanguageModeling
+from transformers import DataCollatorForLanguageModeling, PreTrainedTokenizerBase
 
 from clipbert.data.batches import PairBatch, QABatch, VideoBatch, batch_frames
 from clipbert.data.text import TextTokenizer
+
+
+class TokenMasker:
+    """BERT's masking, as the original's ``mask_batch_text_tokens``: each token is chosen with
+    ``probability``; of the chosen, 80% become [MASK], 10% a random id of the vocabulary, 10%
+    stay. Never [CLS], [SEP] or padding; other special tokens ([UNK]) may be chosen, as there.
+    Labels are the chosen tokens' ids and -100 elsewhere. The draws come from torch's global
+    generator in the original's order, so a seed gives the original's masks (transformers'
+    ``torch_mask_tokens`` draws them so).
+    """
+
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, probability: float) -> None:
+        if not 0.0 < probability < 1.0:
+            raise ValueError(f"mlm_probability must be in (0, 1), got {probability}")
+        self.collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=probability)
+        self.never = torch.tensor(
+            [tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]
+        )
+
+    def __call__(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(texts, L) ids -> masked ids (a copy) and labels."""
+        special = torch.isin(input_ids, self.never)
+        return self.collator.torch_mask_tokens(input_ids.clone(), special_tokens_mask=special)
 
 
 def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, torch.Tensor]:
@@ -65,32 +88,22 @@ class QACollator:
 class PairCollator:
     """Batches :class:`~clipbert.data.datasets.ImageTextMatchingDataset` items.
 
-    With ``mlm_probability`` > 0 it also masks a copy of the matching texts as BERT does (of
-    the chosen tokens 80% become [MASK], 10% a random token, 10% stay; never [CLS], [SEP] or
-    padding), which the original's pre-training collator did for its MLM loss.
+    With ``mlm_probability`` > 0 it also masks a copy of the matching texts as the original's
+    pre-training collator does (:class:`TokenMasker`), for the task's auxiliary MLM loss.
     """
 
     def __init__(self, tokenize: TextTokenizer, mlm_probability: float = 0.0) -> None:
         if not 0.0 <= mlm_probability < 1.0:
             raise ValueError(f"mlm_probability must be in [0, 1), got {mlm_probability}")
         self.tokenize = tokenize
-        self.special_ids = torch.tensor(tokenize.tokenizer.all_special_ids)
-        self.masker = (
-            DataCollatorForLanguageModeling(tokenize.tokenizer, mlm_probability=mlm_probability)
-            if mlm_probability > 0
-            else None
-        )
+        self.masker = TokenMasker(tokenize.tokenizer, mlm_probability) if mlm_probability else None
 
     def __call__(self, items: list[dict]) -> PairBatch:
         common = frames_and_texts(items, self.tokenize)
         labels = torch.tensor([label for item in items for label in item["labels"]])
         batch = PairBatch(**common, labels=labels, video_ids=[item["video_id"] for item in items])
         if self.masker is not None:
-            ids = batch.input_ids[labels == 1]
-            special = torch.isin(ids, self.special_ids)
-            batch.mlm_input_ids, batch.mlm_labels = self.masker.torch_mask_tokens(
-                ids.clone(), special_tokens_mask=special
-            )
+            batch.mlm_input_ids, batch.mlm_labels = self.masker(batch.input_ids[labels == 1])
         return batch
 
 

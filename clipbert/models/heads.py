@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 from transformers import BertConfig
 from transformers.models.bert.modeling_bert import BertLMPredictionHead, BertPreTrainingHeads
 
 SCORE_AGGREGATIONS = ("mean", "max", "lse")
+IGNORE_INDEX = -100  # the label of a text position that carries no MLM target
+# How the MLM loss of a batch is reduced: the original takes the mean over every text position
+# (unmasked ones count as 0), the usual way is the mean over the masked tokens.
+MLM_REDUCTIONS = ("all_positions", "masked_tokens")
 
 
 class MLPClassifier(nn.Module):
@@ -93,3 +98,30 @@ class PretrainingHeads(nn.Module):
     def forward(self, text_hidden: Tensor, pooled: Tensor) -> tuple[Tensor, Tensor]:
         """text_hidden (..., L, H), pooled (..., H) -> MLM (..., L, V) and ITM (..., 2) logits."""
         return self.predictions(text_hidden), self.seq_relationship(pooled)
+
+
+def masked_token_losses(
+    heads: PretrainingHeads, text_hidden: Tensor, mlm_labels: Tensor, score_agg: str
+) -> tuple[Tensor, Tensor]:
+    """MLM scores and cross-entropy of the masked positions only: text_hidden (E, N, L, H)
+    over N clips, mlm_labels (E, L) -> scores (M, V) aggregated over clips, losses (M,).
+
+    The original scores every text position and zeroes the unmasked ones' losses; scoring
+    the M masked positions alone gives the same losses for a fraction of the vocabulary
+    projection's work and memory.
+    """
+    masked = mlm_labels != IGNORE_INDEX
+    per_clip = heads.predictions(text_hidden.transpose(1, 2)[masked])  # (M, N, V)
+    scores = aggregate_clip_logits(per_clip, score_agg)
+    return scores, F.cross_entropy(scores.float(), mlm_labels[masked], reduction="none")
+
+
+def reduce_mlm_loss(token_losses: Tensor, num_positions: int, reduction: str) -> Tensor:
+    """One MLM loss from the masked tokens' losses: their sum over all ``num_positions`` text
+    positions (``all_positions``, the original's) or their mean (``masked_tokens``). A batch
+    that masked nothing contributes 0, with the graph kept for every process's backward."""
+    if reduction == "all_positions":
+        return token_losses.sum() / max(num_positions, 1)
+    if reduction == "masked_tokens":
+        return token_losses.mean() if token_losses.numel() else token_losses.sum()
+    raise ValueError(f"mlm_loss_reduction must be one of {MLM_REDUCTIONS}, got '{reduction}'")

@@ -22,10 +22,16 @@ from clipbert.models.checkpoints import (
     load_weights,
     read_state_dict,
 )
-from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, group_options
+from clipbert.models.heads import (
+    IGNORE_INDEX,
+    MLPClassifier,
+    PretrainingHeads,
+    aggregate_clip_logits,
+    group_options,
+)
 from clipbert.models.resnet import resnet50
 
-HEADS = ("qa", "mc", "retrieval")
+HEADS = ("qa", "mc", "retrieval", "pretrain")
 LOSS_TYPES = ("ce", "bce")
 BERT_HEAD_DIM = 64  # every released BERT size (base, large, the fixture's) uses 64 per head
 _BERT = "backbone.bert."
@@ -148,6 +154,56 @@ class OriginalClipBert(nn.Module):
         return counts
 
 
+class OriginalClipBertPretraining(nn.Module):
+    """Our backbone and pre-training heads behind the original ``ClipBertForPreTraining``'s
+    inputs and outputs: MLM scores of every text position, ITM scores of the pooled output,
+    and both losses unreduced, as the original's training loop receives them."""
+
+    def __init__(self, backbone: ClipBertBackbone, heads: PretrainingHeads) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = heads
+
+    def forward(
+        self,
+        visual_inputs: Tensor,
+        text_input_ids: Tensor,
+        text_input_mask: Tensor,
+        n_examples_list: Sequence[int] | None = None,
+        mlm_labels: Tensor | None = None,
+        itm_labels: Tensor | None = None,
+    ) -> dict[str, Tensor]:
+        """visual_inputs (B, T, 3, H, W), mean-subtracted RGB; text row i pairs with the image
+        of ``n_examples_list`` grouping (consecutive rows per image). Returns ``mlm_scores``
+        (N, L, vocab), ``itm_scores`` (N, 2) and, given the labels, ``mlm_loss`` (N * L,) with
+        0 where the label is -100, and ``itm_loss`` (N,)."""
+        frames = _split_clips(visual_inputs, 1)
+        counts = [1] * frames.shape[0] if n_examples_list is None else list(n_examples_list)
+        if len(counts) != frames.shape[0] or sum(counts) != text_input_ids.shape[0]:
+            raise ValueError(
+                f"n_examples_list {counts} does not pair {text_input_ids.shape[0]} text rows "
+                f"with {frames.shape[0]} images"
+            )
+        visual_index = torch.repeat_interleave(
+            torch.arange(len(counts), device=frames.device), torch.tensor(counts).to(frames.device)
+        )
+        hidden = self.backbone.encode(frames, text_input_ids, text_input_mask, visual_index)[:, 0]
+        mlm_scores, itm_scores = self.head(
+            hidden[:, : text_input_ids.shape[1]], self.backbone.pool(hidden)
+        )
+        outputs = {"mlm_scores": mlm_scores, "itm_scores": itm_scores}
+        if mlm_labels is not None:
+            outputs["mlm_loss"] = F.cross_entropy(
+                mlm_scores.flatten(0, 1),
+                mlm_labels.flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="none",
+            )
+        if itm_labels is not None:
+            outputs["itm_loss"] = F.cross_entropy(itm_scores, itm_labels, reduction="none")
+        return outputs
+
+
 def original_loss(logits: Tensor, labels: Tensor, loss_type: str = "ce") -> Tensor:
     """The original's per-example training loss (``reduction='none'``) on aggregated logits.
 
@@ -166,13 +222,15 @@ def load_original(
     head: str = "qa",
     num_labels: int | None = None,
     num_attention_heads: int | None = None,
-) -> OriginalClipBert:
+) -> OriginalClipBert | OriginalClipBertPretraining:
     """An eval-mode model from an original ClipBERT checkpoint, loaded strictly.
 
     ``num_labels`` is the classifier width for ``qa`` and ``retrieval`` (read from the
     checkpoint when None; checked when given) and the number of options for ``mc`` (default 5).
-    Raises if the checkpoint has no fine-tuned head (e.g. the pre-trained release: finetune it
-    with ``model.init_from`` instead) or if any used key is missing or has another shape.
+    ``pretrain`` takes the pre-training checkpoint (MLM and ITM heads, ``transformer.cls.*``).
+    Raises if a fine-tuning head is asked of a checkpoint without one (e.g. the pre-trained
+    release: finetune it with ``model.init_from`` instead) or if any used key is missing or
+    has another shape.
     """
     if head not in HEADS:
         raise ValueError(f"head must be one of {HEADS}, got '{head}'")
@@ -184,6 +242,8 @@ def load_original(
     if not is_original_layout(raw):
         raise ValueError("not an original ClipBERT state dict (no 'cnn.*'/'transformer.*' keys)")
     sd, _ = convert_original_state_dict(raw)
+    if head == "pretrain":
+        return _load_pretraining(sd, num_attention_heads)
     sd = {k: v for k, v in sd.items() if not k.startswith(PRETRAINING_HEADS)}
     width = _head_width(sd)
     num_options = 5
@@ -198,15 +258,38 @@ def load_original(
             f"num_labels={num_labels} but the checkpoint's classifier has {width} outputs"
         )
     bert_config = infer_bert_config(sd, num_attention_heads)
-    bert = build_bert(bert_config)
-    grid_size = sd["backbone.visual_embeddings.row_position_embeddings.weight"].shape[0]
-    # Original inputs arrive mean-subtracted, so the model itself normalises nothing.
-    backbone = ClipBertBackbone(
-        resnet50(), bert, image_size=None, max_grid_size=grid_size, pixel_mean=(0.0, 0.0, 0.0)
-    )
     model = OriginalClipBert(
-        backbone, MLPClassifier(bert_config["hidden_size"], width), head, num_options
+        _original_backbone(sd, bert_config),
+        MLPClassifier(bert_config["hidden_size"], width),
+        head,
+        num_options,
     )
+    load_weights(model, sd, strict=True)
+    return model.eval()
+
+
+def _original_backbone(sd: dict[str, Tensor], bert_config: dict) -> ClipBertBackbone:
+    """The original's R50 and a BERT of the checkpoint's size; original inputs arrive
+    mean-subtracted, so the model itself normalises nothing."""
+    grid_size = sd["backbone.visual_embeddings.row_position_embeddings.weight"].shape[0]
+    return ClipBertBackbone(
+        resnet50(),
+        build_bert(bert_config),
+        image_size=None,
+        max_grid_size=grid_size,
+        pixel_mean=(0.0, 0.0, 0.0),
+    )
+
+
+def _load_pretraining(
+    sd: dict[str, Tensor], num_attention_heads: int | None
+) -> OriginalClipBertPretraining:
+    if not any(k.startswith(PRETRAINING_HEADS) for k in sd):
+        raise ValueError("the checkpoint has no pre-training heads (transformer.cls.*)")
+    bert_config = infer_bert_config(sd, num_attention_heads)
+    backbone = _original_backbone(sd, bert_config)
+    heads = PretrainingHeads(backbone.bert.config, backbone.bert.embeddings.word_embeddings)
+    model = OriginalClipBertPretraining(backbone, heads)
     load_weights(model, sd, strict=True)
     return model.eval()
 
