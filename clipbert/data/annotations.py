@@ -260,6 +260,23 @@ def load_captions(path: str | Path) -> list[CaptionExample]:
     return _read_examples(path, parse)
 
 
+def load_keyed_captions(
+    path: str | Path, id_key: str, text_key: str = "caption"
+) -> list[CaptionExample]:
+    """Read a caption jsonl whose visual id is field ``id_key``: the original's pre-training
+    files (``coco_id`` / ``vg_id`` and ``caption``) and those ``convert.py`` makes of other
+    releases. Numeric ids become the store's string keys (``str(coco_id)``)."""
+
+    def parse(record: dict, index: int, where: str) -> CaptionExample:
+        return CaptionExample(
+            caption_id=record.get("id", index),
+            video_id=_text_field(record, id_key, where),
+            caption=_text_field(record, text_key, where),
+        )
+
+    return _read_examples(path, parse)
+
+
 def load_image_qa(path: str | Path) -> list[ImageQAExample]:
     """Read an image QA jsonl file: ``image_id``, ``question``, ``question_id``, optional
     ``labels`` (answer -> soft score, e.g. 0.3/0.6/0.9/1.0) and ``answer_type``."""

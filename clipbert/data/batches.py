@@ -105,3 +105,21 @@ class VideoBatch(FramesBatch):
 
     def __len__(self) -> int:
         return self.indices.shape[0]
+
+
+@dataclass
+class PretrainBatch(FramesBatch):
+    """Pre-training: R captions over V videos (or images) of one corpus, each matched with its
+    own video or replaced by another's caption (``itm_labels`` 1 / 0), and masked for MLM
+    (``mlm_labels``: the masked tokens' ids, -100 elsewhere); ``input_ids`` are the masked ids."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    visual_index: torch.Tensor
+    mlm_labels: torch.Tensor
+    itm_labels: torch.Tensor
+    corpus: str = ""
+    broken: list[str | None] = field(default_factory=list)  # evaluation: why a video was unreadable
+
+    def __len__(self) -> int:
+        return self.itm_labels.shape[0]

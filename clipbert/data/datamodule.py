@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -54,8 +55,8 @@ def frame_sampling(name: str, values: Mapping[str, Any] | None) -> FrameSampling
 
 
 class ClipBertDataModule(pl.LightningDataModule):
-    """What every task's data shares: stores, sparse sampling, the tokenizer and the loaders.
-    Subclasses build one dataset per split.
+    """What every task's data shares: sparse sampling, decoders, the tokenizer and the loaders.
+    Subclasses say where the annotations and videos are and build one dataset per split.
 
     The keyword arguments are the flat ``task.datamodule`` keys users type and recorded runs
     hold; the loaders' own are kept together in :class:`LoaderSettings`. ``image_size`` is the
@@ -66,10 +67,7 @@ class ClipBertDataModule(pl.LightningDataModule):
     def __init__(
         self,
         *,
-        txt_db: str,
-        vis_db: str,
         tokenizer_dir: str,
-        splits: Mapping[str, str],
         image_size: int,
         max_txt_len: int,
         batch_size: int,
@@ -92,10 +90,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         )
         check_int("image_size", image_size, 32)  # one res5 cell
         check_int("max_txt_len", max_txt_len, 1)
-        self.txt_db = Path(txt_db)
-        self.vis_db = Path(vis_db)
         self.tokenizer_dir = Path(tokenizer_dir)
-        self.splits = dict(splits)
         self.image_size = image_size
         self.max_txt_len = max_txt_len
         self.train_sampling = frame_sampling("train_sampling", train_sampling)
@@ -127,19 +122,6 @@ class ClipBertDataModule(pl.LightningDataModule):
     def text_tokenizer(self) -> TextTokenizer:
         return TextTokenizer(self.tokenizer, self.max_txt_len)
 
-    def split_paths(self, split: str) -> list[Path]:
-        """The jsonl files of a split: one, or several read one after another (VQA trains on
-        VQA and Visual Genome questions)."""
-        if split not in self.splits:
-            raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
-        files = self.splits[split]
-        return [self.txt_db / f for f in ([files] if isinstance(files, str) else files)]
-
-    def load_split(self, split: str, load: Callable[[Path], list]) -> tuple[list, str]:
-        """All examples of a split, and its files named for logs and errors."""
-        paths = self.split_paths(split)
-        return [e for path in paths for e in load(path)], ", ".join(map(str, paths))
-
     def report_missing(self, split: str, video_ids: list[str], store: VisualStore) -> None:
         """Say before any decoding how many of a split's videos the store lacks. All of them
         means a wrong vis_db (an error); a few are replaced in training and counted wrong in
@@ -149,8 +131,8 @@ class ClipBertDataModule(pl.LightningDataModule):
         if missing and len(missing) == len(ids):
             raise ValueError(
                 f"none of the {len(ids)} videos of the {split} split is in {store.path} "
-                f"(first id: '{missing[0]}'); point task.datamodule.vis_db at the store built "
-                "for these annotations"
+                f"(first id: '{missing[0]}'); point task.datamodule.vis_db (a pre-training "
+                "corpus: its vis_db) at the store built for these annotations"
             )
         if missing:
             log.warning(
@@ -163,9 +145,10 @@ class ClipBertDataModule(pl.LightningDataModule):
                 missing[0],
             )
 
-    def clip_reader(self, split: str) -> VideoClipReader:
+    def video_reader(self, vis_db: Path, split: str) -> VideoClipReader:
+        """Sampled clips of the videos in ``vis_db``: random ones in training."""
         return VideoClipReader(
-            store=open_store(self.vis_db),
+            store=open_store(vis_db),
             decoder=build_decoder(self.decoder_name, self.decoder_fallback, self.decode_timeout),
             sampling=self.train_sampling if split == "train" else self.eval_sampling,
         )
@@ -208,7 +191,63 @@ class ClipBertDataModule(pl.LightningDataModule):
         return self._evaluation_loader(self.predict_split)
 
 
-class VideoQADataModule(ClipBertDataModule):
+class StoreDataModule(ClipBertDataModule):
+    """A task over one annotation folder (``txt_db``, a jsonl file per split) and one store of
+    its videos or images (``vis_db``), as the original's finetuning sets are laid out.
+
+    ``data_ratio`` < 1 trains on that share of the training examples (the original's
+    pre-training option of that name), the same share for every seed: the first of a fixed
+    shuffle, so runs that compare recipes on a small labelled share see the same examples.
+    """
+
+    def __init__(
+        self,
+        *,
+        txt_db: str,
+        vis_db: str,
+        splits: Mapping[str, str],
+        data_ratio: float = 1.0,
+        **common: Any,
+    ) -> None:
+        super().__init__(**common)
+        if not 0.0 < data_ratio <= 1.0:
+            raise ValueError(f"task.datamodule.data_ratio must be in (0, 1], got {data_ratio}")
+        self.txt_db = Path(txt_db)
+        self.vis_db = Path(vis_db)
+        self.splits = dict(splits)
+        self.data_ratio = data_ratio
+
+    def split_paths(self, split: str) -> list[Path]:
+        """The jsonl files of a split: one, or several read one after another (VQA trains on
+        VQA and Visual Genome questions)."""
+        if split not in self.splits:
+            raise KeyError(f"unknown split '{split}'; this task defines {sorted(self.splits)}")
+        files = self.splits[split]
+        return [self.txt_db / f for f in ([files] if isinstance(files, str) else files)]
+
+    def load_split(self, split: str, load: Callable[[Path], list]) -> tuple[list, str]:
+        """All examples of a split (the training share of them: ``data_ratio``), and its files
+        named for logs and errors."""
+        paths = self.split_paths(split)
+        examples = [e for path in paths for e in load(path)]
+        if split == "train" and self.data_ratio < 1.0:
+            examples = training_share(examples, self.data_ratio)
+        return examples, ", ".join(map(str, paths))
+
+    def clip_reader(self, split: str) -> VideoClipReader:
+        return self.video_reader(self.vis_db, split)
+
+
+def training_share(examples: list, ratio: float) -> list:
+    """``ratio`` of the examples, at least one: the first of a shuffle with a fixed seed, in
+    their file order."""
+    keep = max(1, round(ratio * len(examples)))
+    chosen = np.random.default_rng(0).permutation(len(examples))[:keep]
+    log.info("training on %d of %d examples (data_ratio %g)", keep, len(examples), ratio)
+    return [examples[i] for i in sorted(chosen)]
+
+
+class VideoQADataModule(StoreDataModule):
     """Video QA: each video brings up to ``max_texts_per_video`` of its questions (the
     original's ``max_n_example_per_group``, 1 for its video tasks).
 
@@ -380,7 +419,7 @@ class RankingTexts:
         return len(self.captions)
 
 
-class RetrievalDataModule(ClipBertDataModule):
+class RetrievalDataModule(StoreDataModule):
     """Text-video retrieval (MSRVTT, DiDeMo and ActivityNet paragraphs).
 
     Training yields each caption with its video and ``num_negatives`` captions of other videos

@@ -30,8 +30,9 @@ class ReplaceBroken(Dataset):
     every random draw made while reading the item comes from ``seed`` and leaves the process's
     random stream as it was. At most ``attempts`` reads per item; the returned item records in
     ``replaced`` how many unreadable ones it stands for, so the training loop can log
-    ``data/broken``. Many failures in a row point at a wrong store or decoder, not at a few bad
-    files, and stop the run.
+    ``data/broken``, and in ``seed`` its seed, for draws made when it is batched. Many
+    failures in a row point at a wrong store or decoder, not at a few bad files, and stop the
+    run.
     """
 
     def __init__(self, dataset: Dataset, attempts: int = 10) -> None:
@@ -45,7 +46,7 @@ class ReplaceBroken(Dataset):
         index, seed = key
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return self._read(index)
+            return {**self._read(index), "seed": seed}
 
     def _read(self, index: int) -> dict:
         reasons = []
@@ -82,6 +83,16 @@ def group_by_video(
         for questions in by_video.values()
         for start in range(0, len(questions), max_per_video)
     ]
+
+
+def pad_group(group: list, size: int) -> list:
+    """A short training chunk filled up to ``size`` by drawing its own examples again, with
+    replacement, as the original does, so every video weighs the same in a batch."""
+    missing = size - len(group)
+    if missing <= 0:
+        return group
+    draws = torch.randint(len(group), (missing,)).tolist()
+    return group + [group[i] for i in draws]
 
 
 class QADataset(Dataset):
@@ -126,7 +137,7 @@ class QADataset(Dataset):
             frames, broken = read_or_mark(self.read_clips, video_id)
         else:
             frames, broken = self.read_clips(video_id), None
-            group = self._padded(group)
+            group = pad_group(group, self.max_texts_per_video)
         return {
             "frames": frames,
             "broken": [broken] * len(group),
@@ -140,15 +151,6 @@ class QADataset(Dataset):
             "options": [getattr(e, "options", ()) for e in group],
             "answer_types": [e.answer_type for e in group],
         }
-
-    def _padded(self, group: list) -> list:
-        """A short training chunk filled up by drawing its own questions again, with
-        replacement, as the original does, so every video weighs the same in a batch."""
-        missing = self.max_texts_per_video - len(group)
-        if missing <= 0:
-            return group
-        draws = torch.randint(len(group), (missing,)).tolist()
-        return group + [group[i] for i in draws]
 
     def _scores(self, example: VideoQAExample | VideoMCExample | ImageQAExample) -> dict:
         """Label -> soft score of an image QA question (answers outside the vocabulary left

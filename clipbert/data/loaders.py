@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
 from clipbert.data.datasets import ReplaceBroken
@@ -74,14 +74,34 @@ class LoaderSettings:
             **self._options(collate_fn),
         )
 
-    def evaluation_loader(self, dataset: Dataset, collate_fn: Callable) -> DataLoader:
+    def batches_loader(
+        self, dataset: Dataset, sampler: Sampler, collate_fn: Callable
+    ) -> StatefulDataLoader:
+        """A training loader whose sampler yields whole batches of keys and whose dataset reads
+        them (several corpora mixed: :mod:`clipbert.data.corpus_mix`), resumable as
+        ``training_loader``'s."""
+        return StatefulDataLoader(
+            dataset,
+            batch_size=None,  # the sampler batches
+            sampler=sampler,
+            generator=torch.Generator().manual_seed(torch.initial_seed()),
+            **self._options(collate_fn),
+        )
+
+    def evaluation_loader(
+        self, dataset: Dataset, collate_fn: Callable, batch_size: int | None = None
+    ) -> DataLoader:
         """Every item once: Lightning's default DistributedSampler pads the shards to equal
-        length, and the repeated items would be counted twice."""
+        length, and the repeated items would be counted twice. ``batch_size``: items per batch,
+        ``eval_batch_size`` by default."""
         sampler = None
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             sampler = ContiguousShard(dataset, dist.get_rank(), dist.get_world_size())
         return DataLoader(
-            dataset, batch_size=self.eval_batch_size, sampler=sampler, **self._options(collate_fn)
+            dataset,
+            batch_size=batch_size or self.eval_batch_size,
+            sampler=sampler,
+            **self._options(collate_fn),
         )
 
 

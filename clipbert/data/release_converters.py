@@ -239,6 +239,7 @@ CAPTION_SOURCES = {
     "anet_paragraphs": caption_converters.anet_paragraphs,
     "coco_captions": caption_converters.coco_captions,
     "vg_captions": caption_converters.vg_captions,
+    "webvid_captions": caption_converters.webvid_captions,
     "msrvtt_mc": msrvtt_mc,
 }
 SOURCES = (
@@ -249,6 +250,7 @@ SOURCES = (
     "msrvtt_retrieval",
     "vqa",
     "vg_qa",
+    "cc3m_captions",
     *CAPTION_SOURCES,
 )
 
@@ -272,6 +274,8 @@ def convert(
         return vqa(src, answers, image_key)
     if source == "vg_qa":
         return vg_qa(src, image_key)
+    if source == "cc3m_captions":
+        return caption_converters.cc3m_captions(src, image_key)
     if source in CAPTION_SOURCES:
         return CAPTION_SOURCES[source](src)
     raise ValueError(f"source must be one of {', '.join(SOURCES)}, got {source!r}")

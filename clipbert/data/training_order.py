@@ -16,9 +16,10 @@ import torch.distributed as dist
 from torch.utils.data import Dataset, DistributedSampler
 
 
-def item_seed(seed: int, epoch: int, index: int) -> int:
-    """A well-mixed 63-bit seed for one item of one epoch."""
-    state = np.random.SeedSequence([seed, epoch, index]).generate_state(1, np.uint64)[0]
+def item_seed(seed: int, epoch: int, *position: int) -> int:
+    """A well-mixed 63-bit seed for one item of one epoch; ``position`` is its index (and
+    whatever else tells two reads of it apart in an epoch)."""
+    state = np.random.SeedSequence([seed, epoch, *position]).generate_state(1, np.uint64)[0]
     return int(state >> np.uint64(1))
 
 

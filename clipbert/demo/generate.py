@@ -38,7 +38,7 @@ from clipbert.data.lmdb_builder import build_vis_db
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 DATASET_NAME = "demo_video_qa"
 IMAGE_DATASET_NAME = "demo_image_qa"
 TOKENIZER_NAME = "demo_tokenizer"
@@ -108,6 +108,10 @@ MOTION_PHRASES: Mapping[str, str] = {
     "horizontally": "moving horizontally",
     "vertically": "moving vertically",
 }
+IMAGE_CAPTION_TEMPLATES = (  # the video captions' words, without motion
+    "{count} {color} {shape} on a {tone} background",
+    "there are {count} {color} {shape} on a {tone} background",
+)
 CAPTIONS_PER_TRAIN_VIDEO = 2
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -151,6 +155,10 @@ class DemoPaths:
     def mc_split(self, name: str) -> Path:
         """The multiple-choice jsonl file of one split (same videos and questions)."""
         return self.txt_db / f"mc_{name}.jsonl"
+
+    def image_caption_split(self, name: str) -> Path:
+        """The captions of one split's images, ``{image_id, caption}`` (pre-training)."""
+        return self.image_txt_db / f"captions_{name}.jsonl"
 
     def retrieval_split(self, name: str) -> Path:
         """The captions of one split's videos (2 per training video, 1 per evaluation video)."""
@@ -465,6 +473,13 @@ IMAGE_QUESTION_TYPES: Mapping[str, str] = {  # demo answer type -> VQA answer ty
 YES_NO_TEMPLATE = "are the shapes {color}?"
 
 
+def image_captions(spec: VideoSpec, rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` captions of a still image of the scene: count, colour, shape and background."""
+    values = {**answers(spec), "tone": spec.tone}
+    templates = rng.choice(IMAGE_CAPTION_TEMPLATES, n, replace=False)
+    return [str(template).format(**values) for template in templates]
+
+
 def image_questions(spec: VideoSpec, image_id: str, rng: np.random.Generator) -> list[dict]:
     """Colour, shape, count and one yes/no question about a still image (VQA shape: soft
     ``labels`` and the VQA answer types)."""
@@ -499,12 +514,14 @@ def image_answers() -> list[str]:
 
 
 def _generate_images(staging: DemoPaths, seed: int, sizes: Mapping[str, int], bar: tqdm) -> None:
-    """Still images (the first frame of scenes drawn like the videos) with VQA-shaped questions."""
+    """Still images (the first frame of scenes drawn like the videos) with VQA-shaped questions
+    and captions (2 per training image, 1 per evaluation image)."""
     for directory in (staging.image_raw, staging.image_txt_db):
         directory.mkdir(parents=True)
     question_id = 0
     for split_index, split in enumerate(SPLITS):
-        rows = []
+        rows, caption_rows = [], []
+        n_captions = CAPTIONS_PER_TRAIN_VIDEO if split == "train" else 1
         for i, spec in enumerate(design_split(seed + 1, split, sizes[split])):
             rng = np.random.default_rng([seed + 1, split_index, i + 1, 1])
             image_id = spec.video_id.replace("demo_", "img_")
@@ -512,8 +529,11 @@ def _generate_images(staging: DemoPaths, seed: int, sizes: Mapping[str, int], ba
             for row in image_questions(spec, image_id, rng):
                 rows.append({**row, "question_id": question_id})
                 question_id += 1
+            for caption in image_captions(spec, rng, n_captions):
+                caption_rows.append({"image_id": image_id, "caption": caption})
             bar.update()
         _write_jsonl(staging.image_txt_db / f"{split}.jsonl", rows)
+        _write_jsonl(staging.image_caption_split(split), caption_rows)
     ans2label = {answer: label for label, answer in enumerate(image_answers())}
     (staging.image_txt_db / "ans2label.json").write_text(json.dumps(ans2label, indent=2) + "\n")
     staging.image_vis_db.parent.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,7 @@ class ClipBertBackbone(nn.Module):
         eval_frames_per_pass: int = 8,
         eval_pairs_per_pass: int = 128,
         compile: bool = False,
+        bert_source: str | None = None,
     ) -> None:
         super().__init__()
         if eval_pairs_per_pass < 1:
@@ -78,6 +79,8 @@ class ClipBertBackbone(nn.Module):
         # The original gives the visual embeddings BERT init and the grid encoder PyTorch's.
         self.visual_embeddings.apply(lambda m: _bert_init(m, config.initializer_range))
         self.eval_pairs_per_pass = eval_pairs_per_pass
+        # the BERT folder (or file) the weights came from: pre-training heads load from it too
+        self.bert_source = bert_source
         if compile:
             self.compile_parts()
 
@@ -303,4 +306,5 @@ def build_backbone(
         eval_frames_per_pass=eval_frames_per_pass,
         eval_pairs_per_pass=eval_pairs_per_pass,
         compile=compile,
+        bert_source=pretrained_dir,
     )

@@ -90,6 +90,48 @@ def to_original_state_dict(sd: dict[str, Tensor]) -> dict[str, Tensor]:
     return original
 
 
+# What the original's model holds but its forward pass never reads: detectron2's detector heads
+# of the grid-feat R50 (shapes fixed by its config) and a 1-D visual position table.
+_UNREAD_DETECTOR_SHAPES = {
+    "proposal_generator.anchor_generator.cell_anchors.0": (15, 4),
+    "proposal_generator.rpn_head.conv.weight": (2048, 2048, 3, 3),
+    "proposal_generator.rpn_head.conv.bias": (2048,),
+    "proposal_generator.rpn_head.objectness_logits.weight": (15, 2048, 1, 1),
+    "proposal_generator.rpn_head.objectness_logits.bias": (15,),
+    "proposal_generator.rpn_head.anchor_deltas.weight": (60, 2048, 1, 1),
+    "proposal_generator.rpn_head.anchor_deltas.bias": (60,),
+    "roi_heads.box_head.fc1.weight": (1024, 2048),
+    "roi_heads.box_head.fc1.bias": (1024,),
+    "roi_heads.box_head.fc2.weight": (1024, 1024),
+    "roi_heads.box_head.fc2.bias": (1024,),
+    "roi_heads.box_predictor.cls_score.weight": (1601, 1024),
+    "roi_heads.box_predictor.cls_score.bias": (1601,),
+    "roi_heads.box_predictor.bbox_pred.weight": (6400, 1024),
+    "roi_heads.box_predictor.bbox_pred.bias": (6400,),
+    "roi_heads.attribute_predictor.obj_embed.weight": (1601, 256),
+    "roi_heads.attribute_predictor.fc.0.weight": (512, 1280),
+    "roi_heads.attribute_predictor.fc.0.bias": (512,),
+    "roi_heads.attribute_predictor.attr_score.weight": (400, 512),
+    "roi_heads.attribute_predictor.attr_score.bias": (400,),
+}
+_VISUAL_POSITIONS = "transformer.bert.visual_embeddings.position_embeddings.weight"
+
+
+def with_unread_original_keys(original: dict[str, Tensor]) -> dict[str, Tensor]:
+    """An original-layout state dict completed with the keys the original's model has but
+    never reads (detector heads, the 1-D visual position table), so that it holds the
+    released checkpoints' exact key list and the original code loads it strictly. They are
+    zeros that share one element of storage: a few bytes on disk, whatever their shape."""
+    words = original["transformer.bert.embeddings.word_embeddings.weight"]
+    positions = original["transformer.bert.embeddings.position_embeddings.weight"]
+    zero = torch.zeros((), dtype=words.dtype)
+    unread = {
+        "cnn.feature." + k: zero.expand(shape) for k, shape in _UNREAD_DETECTOR_SHAPES.items()
+    }
+    unread[_VISUAL_POSITIONS] = zero.expand(positions.shape[0], words.shape[1])
+    return {**original, **unread}
+
+
 def _convert_key(key: str) -> str | None:
     if key.startswith(_RESNET):
         name = _resnet_key(key.removeprefix(_RESNET))
@@ -268,6 +310,23 @@ def load_bert_weights(bert: nn.Module, path: str | Path) -> LoadReport:
     return report
 
 
+def load_bert_pretraining_heads(heads: nn.Module, path: str | Path) -> LoadReport:
+    """Load a bert-base-uncased checkpoint's MLM transform and bias and its next-sentence head
+    (``cls.*``) into :class:`~clipbert.models.heads.PretrainingHeads`, as the original starts
+    its pre-training (the NSP head becomes the ITM head, its labels flipped). The decoder is
+    the word embeddings, loaded with BERT, so its keys are left out here."""
+    sd = rename_layer_norm(read_state_dict(bert_weights_file(path)))
+    heads_sd = {
+        k.removeprefix("cls."): v
+        for k, v in sd.items()
+        if k.startswith("cls.") and not k.startswith("cls.predictions.decoder.")
+    }
+    report = load_weights(heads, heads_sd)
+    report.missing = [k for k in report.missing if not k.startswith("predictions.decoder.")]
+    report.dropped = [k for k in sd if not k.startswith("cls.")]
+    return report
+
+
 def load_grid_feat(cnn: nn.Module, path: str | Path) -> LoadReport:
     """Load the grid-feat R50 detectron2 ``.pth`` (keys relative to the original's
     ``cnn.feature``) into our ResNet; the detector heads are reported as dropped."""
@@ -290,18 +349,31 @@ def initialize_from(module: nn.Module, path: str | Path) -> LoadReport:
     """Finetuning init: load what fits from an original ``.pt`` or one of our checkpoints.
 
     Shape-filtered and non-strict, as the original's loader: a head of another width stays
-    freshly initialised, and the report says so.
+    freshly initialised, and the report says so. The MLM and ITM heads of a pre-trained
+    checkpoint (the released one, or one of ``task=pretrain_*``) are reported as dropped when
+    the module has no such heads, as the original leaves them behind; a module with an
+    auxiliary MLM head (retrieval's ``mlm_weight``) starts it from the pre-trained one.
     """
     sd = read_state_dict(path)
     dropped: list[str] = []
     if is_original_layout(sd):
         sd, dropped = convert_original_state_dict(sd)
-        # Fine-tuning from the pre-trained release leaves its MLM/ITM heads behind, as the
-        # original does; they are reported as dropped rather than as surprises.
-        own = module.state_dict()
-        unused = [k for k in sd if k.startswith(PRETRAINING_HEADS) and k not in own]
-        dropped += unused
-        sd = {k: v for k, v in sd.items() if k not in unused}
-    report = load_weights(module, sd)
+    own = module.state_dict()
+    if any(k.startswith(_AUXILIARY_MLM) for k in own):
+        sd = {_auxiliary_mlm_key(k): v for k, v in sd.items()}
+    unused = [k for k in sd if k.startswith(PRETRAINING_HEADS) and k not in own]
+    dropped += unused
+    report = load_weights(module, {k: v for k, v in sd.items() if k not in unused})
     report.dropped = dropped
     return report
+
+
+_AUXILIARY_MLM = "mlm_head."
+_PRETRAINED_MLM = "head.predictions."
+
+
+def _auxiliary_mlm_key(key: str) -> str:
+    """The pre-trained MLM head's key as the auxiliary MLM head's."""
+    if key.startswith(_PRETRAINED_MLM):
+        return _AUXILIARY_MLM + key.removeprefix(_PRETRAINED_MLM)
+    return key

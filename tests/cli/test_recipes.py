@@ -24,11 +24,17 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.y
 INFERENCE_ONLY = {"msrvtt_mc"}  # scored with a retrieval model; no training split
 
 
-def _copy_jsonl(src: Path, dst: Path, drop: tuple[str, ...] = ()) -> None:
+def _copy_jsonl(
+    src: Path, dst: Path, drop: tuple[str, ...] = (), rename: dict[str, str] | None = None
+) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in src.read_text().splitlines()]
+    rename = rename or {}
     dst.write_text(
-        "".join(json.dumps({k: v for k, v in r.items() if k not in drop}) + "\n" for r in rows)
+        "".join(
+            json.dumps({rename.get(k, k): v for k, v in r.items() if k not in drop}) + "\n"
+            for r in rows
+        )
     )
 
 
@@ -57,6 +63,8 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
         _link(demo.vis_db, root / "vis_db" / store)
     _link(demo.image_vis_db, root / "vis_db" / "coco_train2014_val2014")
     _link(demo.image_vis_db, root / "vis_db" / "rico")
+    _link(demo.image_vis_db, root / "vis_db" / "vg")
+    _link(demo.vis_db, root / "vis_db" / "webvid")
     for split in ("train", "val", "test"):
         _copy_jsonl(demo.split(split), txt / "msrvtt_qa" / f"{split}.jsonl")
         _copy_jsonl(demo.split(split), txt / "tango" / f"{split}.jsonl")
@@ -66,6 +74,14 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
             _copy_jsonl(demo.mc_split(split), txt / "tgif_qa" / f"{kind}_{split}.jsonl")
         for name in ("msrvtt_retrieval", "didemo_retrieval"):
             _copy_jsonl(demo.retrieval_split(split), txt / name / f"{split}.jsonl")
+        for corpus in ("coco", "vg"):  # the original's pre-training captions
+            _copy_jsonl(
+                demo.image_caption_split(split),
+                txt / "pretrain" / f"{corpus}_{split}_captions.jsonl",
+                rename={"image_id": f"{corpus}_id"},
+            )
+        webvid = txt / "webvid" / f"{split}.jsonl"
+        _copy_jsonl(demo.retrieval_split(split), webvid, rename={"clip_name": "video_id"})
     _copy_jsonl(demo.retrieval_split("train"), txt / "anet_retrieval" / "train.jsonl")
     _copy_jsonl(demo.retrieval_split("val"), txt / "anet_retrieval" / "dev.jsonl")
     _copy_jsonl(
@@ -95,6 +111,8 @@ def _config(root: Path, tmp_path: Path, *overrides: str):
             f"paths.data_root={root}",
             "model=tiny",
             "model.init_from=null",
+            "model.cnn_weights=null",  # pre-training starts from grid-feat R50 and BERT files
+            "model.bert.pretrained_dir=null",
             "debug=fdr",
             "task.datamodule.num_workers=0",
             "task.datamodule.pin_memory=false",
