@@ -73,3 +73,35 @@ def run_script(name: str, *args: str, cwd: Path, timeout: int = 900) -> subproce
 def run_train(*overrides: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
     """``python train.py`` with ``overrides`` in a new process (output captured as text)."""
     return run_script("train.py", *overrides, cwd=cwd, timeout=timeout)
+
+
+def original_layout_config(
+    root: Path, tmp_path: Path, *overrides: str, one_batch: bool = True
+) -> DictConfig:
+    """train.py's config for a task on the ``original_layout`` data under ``root``: the tiny
+    model from scratch, quiet, writing under ``tmp_path``; one batch (``debug=fdr``) unless
+    ``one_batch`` is False."""
+    cfg = compose_config(
+        "train",
+        [
+            f"paths.data_root={root}",
+            "model=tiny",
+            "model.init_from=null",
+            "model.cnn_weights=null",  # pre-training starts from grid-feat R50 and BERT files
+            "model.bert.pretrained_dir=null",
+            *(["debug=fdr"] if one_batch else []),
+            "task.datamodule.num_workers=0",
+            "task.datamodule.pin_memory=false",
+            "task.datamodule.batch_size=2",
+            "task.datamodule.eval_batch_size=2",
+            "trainer.enable_progress_bar=false",
+            "callbacks.progress_bar=null",
+            "callbacks.lr_monitor=null",
+            "logger=[]",
+            *overrides,
+        ],
+    )
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(tmp_path / "run")
+        cfg.task.datamodule.pop("prepare", None)
+    return cfg

@@ -37,7 +37,8 @@ class MixedCorpora(Dataset):
 
 
 class CorpusMixSampler(DistributedSampler):
-    """Batches of :data:`BatchKeys`, this process's share of an epoch.
+    """Batches of :data:`BatchKeys`, this process's share of an epoch (the process group's
+    size and rank unless ``num_replicas`` and ``rank`` say otherwise).
 
     An epoch has as many batches as the original counts: the sum over corpora of
     ``size x ratio / batch size``, split across processes. Each corpus is read as a stream of
@@ -54,6 +55,8 @@ class CorpusMixSampler(DistributedSampler):
         ratios: Sequence[float],
         accumulate: int,
         seed: int,
+        num_replicas: int | None = None,
+        rank: int | None = None,
     ) -> None:
         if not len(sizes) == len(batch_sizes) == len(ratios) > 0:
             raise ValueError("give a size, a batch size and a ratio for every corpus")
@@ -63,12 +66,12 @@ class CorpusMixSampler(DistributedSampler):
                 f"batch sizes {list(batch_sizes)}, ratios {list(ratios)}"
             )
         distributed = dist.is_available() and dist.is_initialized()
+        if num_replicas is None:
+            num_replicas = dist.get_world_size() if distributed else 1
+        if rank is None:
+            rank = dist.get_rank() if distributed else 0
         super().__init__(
-            range(sum(sizes)),
-            num_replicas=dist.get_world_size() if distributed else 1,
-            rank=dist.get_rank() if distributed else 0,
-            shuffle=True,
-            seed=seed,
+            range(sum(sizes)), num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed
         )
         self.sizes = list(sizes)
         self.batch_sizes = list(batch_sizes)
