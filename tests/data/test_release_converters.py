@@ -12,6 +12,7 @@ from clipbert.data.annotations import (
     load_ans2label,
     load_captions,
     load_image_qa,
+    load_keyed_captions,
     load_video_mc,
     load_video_qa,
 )
@@ -347,9 +348,46 @@ def test_pretraining_captions_of_coco_and_visual_genome(tmp_path: Path) -> None:
     ]
 
 
+WEBVID_CSV = (
+    "videoid,contentUrl,duration,page_dir,name\n"
+    "1053841541,https://example.org/a.mp4,PT00H00M30S,006001_006050,"
+    '"Travel blogger shoot a story, "\n'
+    "31353427,https://example.org/b.mp4,PT00H00M15S,001051_001100,Horse grazing  on a meadow\n"
+    "4470013,https://example.org/c.mp4,PT00H00M09S,001051_001100,\n"
+)
+CC3M_TSV = (
+    "a very typical bus station\thttp://example.org/1.jpg\n"
+    "  \thttp://example.org/2.jpg\n"
+    'sierra looked stunning in this top and "this" skirt\thttp://example.org/3.jpg\n'
+)
+
+
+def test_video_and_image_pretraining_captions_of_webvid_and_cc3m(tmp_path: Path) -> None:
+    webvid = tmp_path / "results_2M_train.csv"
+    webvid.write_text(WEBVID_CSV)
+    assert convert("webvid_captions", webvid) == [
+        {"video_id": "1053841541", "caption": "Travel blogger shoot a story,"},
+        {"video_id": "31353427", "caption": "Horse grazing on a meadow"},
+    ]  # an empty caption is left out
+    cc3m = tmp_path / "Train_GCC-training.tsv"
+    cc3m.write_text(CC3M_TSV)
+    rows = convert("cc3m_captions", cc3m, image_key="{image_id:09d}")
+    assert rows == [  # ids are row indices, as img2dataset names the files
+        {"image_id": "000000000", "caption": "a very typical bus station"},
+        {"image_id": "000000002", "caption": 'sierra looked stunning in this top and "this" skirt'},
+    ]
+    with_header = tmp_path / "cc3m_header.tsv"
+    with_header.write_text("caption\turl\n" + CC3M_TSV)
+    assert convert("cc3m_captions", with_header, image_key="{image_id:09d}") == rows
+    out = write_jsonl(rows, tmp_path / "cc3m_train.jsonl")
+    assert [e.video_id for e in load_keyed_captions(out, "image_id")] == ["000000000", "000000002"]
+
+
 @pytest.mark.parametrize(
     ("source", "content", "message"),
     [
+        ("webvid_captions", "videoid,url\n1,x\n", "the header lacks name"),
+        ("cc3m_captions", "a caption\n", "expected caption<TAB>url, got 1 fields"),
         ("didemo_paragraphs", {"video": "x.mp4"}, "expected DiDeMo's JSON list"),
         ("didemo_paragraphs", [{"video": "x.mp4"}], "moment 0: missing description"),
         ("anet_paragraphs", [], "expected ActivityNet Captions'"),

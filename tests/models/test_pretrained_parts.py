@@ -22,6 +22,7 @@ from clipbert.models.checkpoints import (
 )
 from clipbert.models.heads import MLPClassifier, PretrainingHeads
 from clipbert.models.resnet import ResNet, resnet50
+from clipbert.tasks.pretraining import PretrainTask
 
 TINY_BERT = {
     "vocab_size": 60,
@@ -231,4 +232,28 @@ def test_finetuning_from_the_pretrained_release_drops_its_heads(tmp_path: Path) 
     assert len(report.dropped) == 9 and all(k.startswith(PRETRAINING_HEADS) for k in report.dropped)
     assert torch.equal(
         qa.backbone.bert.pooler.dense.weight, original["transformer.bert.pooler.dense.weight"]
+    )
+
+
+def test_pretraining_starts_its_heads_from_berts_own(tmp_path: Path) -> None:
+    """As the original: the MLM head from BERT's, the ITM head from its next-sentence head;
+    the decoder stays the word embeddings. A rebuilt run (no BERT folder) loads nothing."""
+    folder = tmp_path / "bert-base-uncased"
+    reference = _old_style_bert_folder(folder, safetensors=True)
+    backbone = build_backbone(
+        {"layers": [1, 1, 1, 1], "stem_width": 8, "width": 4},
+        {"pretrained_dir": str(folder)},
+        image_size=64,
+    )
+    task = PretrainTask(backbone, optimizer=torch.optim.AdamW, cnn_lr=1e-3, cnn_weight_decay=0.0)
+    expected = reference.cls.state_dict()
+    for key, value in task.head.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    assert task.head.predictions.decoder.weight is backbone.bert.embeddings.word_embeddings.weight
+    rebuilt = build_backbone(
+        {"layers": [1, 1, 1, 1], "stem_width": 8, "width": 4}, TINY_BERT, image_size=64
+    )
+    fresh = PretrainTask(rebuilt, optimizer=torch.optim.AdamW, cnn_lr=1e-3, cnn_weight_decay=0.0)
+    assert not torch.equal(
+        fresh.head.seq_relationship.weight, reference.cls.seq_relationship.weight
     )
