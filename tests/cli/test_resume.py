@@ -12,17 +12,25 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from tests.helpers import REPO, run_train, tiny_demo_overrides
 
-STEPS_PER_EPOCH = 12  # 24 training videos, 2 per batch
+# (task, its steps per epoch at batch size 2, the metrics both runs must end with)
+TASKS = [
+    # 24 training videos, 2 per batch
+    ("demo_video_qa", 12, ("val/acc", "val/loss", "test/acc", "test/loss")),
+    # 48 video captions, 1 video (2 frames) per batch, and 24 images, 2 per batch
+    ("demo_pretrain", 60, ("val/mlm_loss", "val/mlm_acc", "val/itm_loss", "val/itm_acc")),
+]
 
 
-def _train(demo_root: Path, run: Path, *extra: str) -> list[str]:
-    """The overrides of both runs: 2 epochs of 12 steps, a mid-epoch last.ckpt every 5."""
+def _train(demo_root: Path, run: Path, task: str, *extra: str) -> list[str]:
+    """The overrides of both runs: 2 epochs, a mid-epoch last.ckpt every 5 steps."""
     return [
         *tiny_demo_overrides(demo_root),
+        f"task={task}",
         "task.datamodule.batch_size=2",
         "trainer.max_epochs=2",
         "trainer.deterministic=true",
@@ -47,16 +55,17 @@ def _global_step(checkpoint: Path) -> int:
     return _load(checkpoint)["global_step"]
 
 
+@pytest.mark.parametrize(("task", "steps_per_epoch", "metrics"), TASKS)
 def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(
-    demo_root: Path, tmp_path: Path
+    demo_root: Path, tmp_path: Path, task: str, steps_per_epoch: int, metrics: tuple[str, ...]
 ) -> None:
     whole = tmp_path / "whole"
-    _run(_train(demo_root, whole), tmp_path)
+    _run(_train(demo_root, whole, task), tmp_path)
 
     run = tmp_path / "killed"
     last = run / "checkpoints" / "last.ckpt"
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "train.py"), *_train(demo_root, run)],
+        [sys.executable, str(REPO / "train.py"), *_train(demo_root, run, task)],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -70,15 +79,15 @@ def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(
     finally:
         process.wait()
     killed_at = _global_step(last)
-    assert killed_at % STEPS_PER_EPOCH != 0, "the kill should land mid-epoch"
+    assert killed_at % steps_per_epoch != 0, "the kill should land mid-epoch"
     assert not (run / "metrics.json").exists()
 
-    _run(_train(demo_root, run, "ckpt_path=last"), tmp_path)
+    _run(_train(demo_root, run, task, "ckpt_path=last"), tmp_path)
     assert _global_step(last) == _global_step(whole / "checkpoints" / "last.ckpt")
-    assert _global_step(last) == 2 * STEPS_PER_EPOCH
+    assert _global_step(last) == 2 * steps_per_epoch
     resumed = json.loads((run / "metrics.json").read_text())
     reference = json.loads((whole / "metrics.json").read_text())
-    for key in ("val/acc", "val/loss", "test/acc", "test/loss"):
+    for key in metrics:
         assert resumed[key] == reference[key], key
     weights, expected = _load(last)["state_dict"], _load(whole / "checkpoints" / "last.ckpt")
     for name, value in expected["state_dict"].items():
