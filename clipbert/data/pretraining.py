@@ -264,7 +264,8 @@ class PretrainDataModule(ClipBertDataModule):
     def setup(self, stage: str) -> None:
         if stage not in ("fit", "validate"):
             raise ValueError(
-                f"pre-training has training and validation captions only, nothing to {stage}"
+                f"pre-training has training and validation captions only, nothing to {stage}: "
+                "finetune a task from the run first (model.init_from=<its checkpoint>)"
             )
         if stage == "fit" and "train" not in self.datasets:
             self.datasets["train"] = MixedCorpora(
