@@ -27,7 +27,7 @@ demo: venv
 	$(PY) predict.py run_dir=$(DEMO_RUN) split=test
 	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict/test_best/)"
 
-# Pre-training's gain on the demo (about 35 minutes on 2 cores): pre-train on captions, then
+# Pre-training's gain on the demo (about 45 minutes on 2 cores): pre-train on captions, then
 # finetune video QA on a tenth of its questions from that checkpoint and from scratch.
 demo-pretrain: venv
 	$(PY) benchmarks/pretraining_gain.py --seeds 42 --out outputs/pretraining_gain
