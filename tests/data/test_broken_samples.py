@@ -31,7 +31,7 @@ class _Flaky(Dataset):
 
 def test_a_broken_item_is_replaced_and_counted() -> None:
     dataset = ReplaceBroken(_Flaky(broken={1, 2}))
-    assert dataset[0, 0] == {"index": 0, "replaced": 0}
+    assert dataset[0, 7] == {"index": 0, "replaced": 0, "seed": 7}  # its seed, for batching
     replacements = set()
     for seed in range(20):
         item = dataset[1, seed]
