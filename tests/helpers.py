@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
@@ -20,6 +22,15 @@ TINY_DEMO_SIZES = {"train": 24, "val": 8, "test": 8}
 FIXTURES = Path(
     os.environ.get("CLIPBERT_FIXTURES", Path(__file__).resolve().parents[2] / "shared" / "fixtures")
 )
+
+
+def load_fixture(*parts: str) -> object:
+    """A file of the parity fixture (``FIXTURES / parts``), loaded as tensors only; the test
+    is skipped where the fixture is absent."""
+    path = FIXTURES.joinpath(*parts)
+    if not path.is_file():
+        pytest.skip(f"parity fixture not found at {path}")
+    return torch.load(path, weights_only=True)
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:

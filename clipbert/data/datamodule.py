@@ -61,7 +61,10 @@ class ClipBertDataModule(pl.LightningDataModule):
     The keyword arguments are the flat ``task.datamodule`` keys users type and recorded runs
     hold; the loaders' own are kept together in :class:`LoaderSettings`. ``image_size`` is the
     frames' size for the model: loaders ship uint8 frames at their own size, and the model's
-    input transform resizes them (the run layer hands it this value).
+    input transform resizes them (the run layer hands it this value). ``data_ratio`` < 1
+    trains on that share of the training examples (the original's option of that name), the
+    same share for every seed (:meth:`training_share`), so runs that compare recipes on a small
+    labelled share see the same examples.
     """
 
     def __init__(
@@ -83,8 +86,11 @@ class ClipBertDataModule(pl.LightningDataModule):
         broken_retries: int = 10,
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
+        data_ratio: float = 1.0,
     ) -> None:
         super().__init__()
+        if not 0.0 < data_ratio <= 1.0:
+            raise ValueError(f"task.datamodule.data_ratio must be in (0, 1], got {data_ratio}")
         self.loaders = LoaderSettings(
             batch_size, eval_batch_size, num_workers, pin_memory, prefetch_factor, broken_retries
         )
@@ -102,6 +108,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.decode_timeout = decode_timeout
         self.predict_split = predict_split
         self._prepare = prepare
+        self.data_ratio = data_ratio
         self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
@@ -121,6 +128,18 @@ class ClipBertDataModule(pl.LightningDataModule):
     @property
     def text_tokenizer(self) -> TextTokenizer:
         return TextTokenizer(self.tokenizer, self.max_txt_len)
+
+    def training_share(self, examples: list) -> list:
+        """``data_ratio`` of the training examples, at least one: the first of a shuffle with a
+        fixed seed, in their file order."""
+        if self.data_ratio == 1.0:
+            return examples
+        keep = max(1, round(self.data_ratio * len(examples)))
+        chosen = np.random.default_rng(0).permutation(len(examples))[:keep]
+        log.info(
+            "training on %d of %d examples (data_ratio %g)", keep, len(examples), self.data_ratio
+        )
+        return [examples[i] for i in sorted(chosen)]
 
     def report_missing(self, split: str, video_ids: list[str], store: VisualStore) -> None:
         """Say before any decoding how many of a split's videos the store lacks. All of them
@@ -193,29 +212,15 @@ class ClipBertDataModule(pl.LightningDataModule):
 
 class StoreDataModule(ClipBertDataModule):
     """A task over one annotation folder (``txt_db``, a jsonl file per split) and one store of
-    its videos or images (``vis_db``), as the original's finetuning sets are laid out.
-
-    ``data_ratio`` < 1 trains on that share of the training examples (the original's
-    pre-training option of that name), the same share for every seed: the first of a fixed
-    shuffle, so runs that compare recipes on a small labelled share see the same examples.
-    """
+    its videos or images (``vis_db``), as the original's finetuning sets are laid out."""
 
     def __init__(
-        self,
-        *,
-        txt_db: str,
-        vis_db: str,
-        splits: Mapping[str, str],
-        data_ratio: float = 1.0,
-        **common: Any,
+        self, *, txt_db: str, vis_db: str, splits: Mapping[str, str], **common: Any
     ) -> None:
         super().__init__(**common)
-        if not 0.0 < data_ratio <= 1.0:
-            raise ValueError(f"task.datamodule.data_ratio must be in (0, 1], got {data_ratio}")
         self.txt_db = Path(txt_db)
         self.vis_db = Path(vis_db)
         self.splits = dict(splits)
-        self.data_ratio = data_ratio
 
     def split_paths(self, split: str) -> list[Path]:
         """The jsonl files of a split: one, or several read one after another (VQA trains on
@@ -230,21 +235,12 @@ class StoreDataModule(ClipBertDataModule):
         named for logs and errors."""
         paths = self.split_paths(split)
         examples = [e for path in paths for e in load(path)]
-        if split == "train" and self.data_ratio < 1.0:
-            examples = training_share(examples, self.data_ratio)
+        if split == "train":
+            examples = self.training_share(examples)
         return examples, ", ".join(map(str, paths))
 
     def clip_reader(self, split: str) -> VideoClipReader:
         return self.video_reader(self.vis_db, split)
-
-
-def training_share(examples: list, ratio: float) -> list:
-    """``ratio`` of the examples, at least one: the first of a shuffle with a fixed seed, in
-    their file order."""
-    keep = max(1, round(ratio * len(examples)))
-    chosen = np.random.default_rng(0).permutation(len(examples))[:keep]
-    log.info("training on %d of %d examples (data_ratio %g)", keep, len(examples), ratio)
-    return [examples[i] for i in sorted(chosen)]
 
 
 class VideoQADataModule(StoreDataModule):

@@ -95,6 +95,18 @@ def pad_group(group: list, size: int) -> list:
     return group + [group[i] for i in draws]
 
 
+def read_group(
+    read: VideoClipReader | ImageReader, group: list, size: int, evaluation: bool
+) -> tuple[torch.Tensor, str | None, list]:
+    """The frames of a group's video, why it could not be read (evaluation only: the video is
+    marked, :func:`read_or_mark`) and the group's examples (training fills a short group up to
+    ``size``, :func:`pad_group`; an unreadable video raises for ``ReplaceBroken``)."""
+    video_id = group[0].store_key
+    if evaluation:
+        return *read_or_mark(read, video_id), group
+    return read(video_id), None, pad_group(group, size)
+
+
 class QADataset(Dataset):
     """One item per video (or image) chunk: its clips and up to ``max_texts_per_video`` of its
     questions.
@@ -131,13 +143,10 @@ class QADataset(Dataset):
         return self.ans2label.get(example.answer, IGNORE_LABEL)
 
     def __getitem__(self, index: int) -> dict:
-        group = self.groups[index]
+        frames, broken, group = read_group(
+            self.read_clips, self.groups[index], self.max_texts_per_video, self.evaluation
+        )
         video_id = group[0].store_key
-        if self.evaluation:
-            frames, broken = read_or_mark(self.read_clips, video_id)
-        else:
-            frames, broken = self.read_clips(video_id), None
-            group = pad_group(group, self.max_texts_per_video)
         return {
             "frames": frames,
             "broken": [broken] * len(group),

@@ -23,9 +23,9 @@ from clipbert.data.annotations import CaptionExample, load_keyed_captions
 from clipbert.data.batches import PretrainBatch
 from clipbert.data.collate import TokenMasker, frames_and_texts
 from clipbert.data.corpus_mix import CorpusMixSampler, MixedCorpora
-from clipbert.data.datamodule import ClipBertDataModule, training_share
-from clipbert.data.datasets import ReplaceBroken, group_by_video, pad_group
-from clipbert.data.readers import ImageReader, VideoClipReader, read_or_mark
+from clipbert.data.datamodule import ClipBertDataModule
+from clipbert.data.datasets import ReplaceBroken, group_by_video, read_group
+from clipbert.data.readers import ImageReader, VideoClipReader
 from clipbert.data.stores import open_store
 from clipbert.data.text import TextTokenizer
 
@@ -112,13 +112,10 @@ class CaptionGroups(Dataset):
             return {**self._item(index), "seed": index}
 
     def _item(self, index: int) -> dict:
-        group = self.groups[index]
+        frames, broken, group = read_group(
+            self.read, self.groups[index], self.max_texts_per_video, self.evaluation
+        )
         video_id = group[0].store_key
-        if self.evaluation:
-            frames, broken = read_or_mark(self.read, video_id)
-        else:
-            frames, broken = self.read(video_id), None
-            group = pad_group(group, self.max_texts_per_video)
         texts, labels = [], []
         for example in group:
             if torch.rand(()).item() < self.itm_neg_prob:
@@ -187,19 +184,15 @@ class PretrainDataModule(ClipBertDataModule):
         max_texts_per_video: int = 2,
         itm_neg_prob: float = 0.5,
         mlm_probability: float = 0.15,
-        data_ratio: float = 1.0,
         **common: Any,
     ) -> None:
         super().__init__(**common)
         if not corpora:
             raise ValueError("task.datamodule.corpora is empty: name at least one caption corpus")
-        if not 0.0 < data_ratio <= 1.0:
-            raise ValueError(f"task.datamodule.data_ratio must be in (0, 1], got {data_ratio}")
         self.corpora = [self._corpus(name, values) for name, values in corpora.items()]
         self.max_texts_per_video = max_texts_per_video
         self.itm_neg_prob = itm_neg_prob
         self.mlm_probability = mlm_probability
-        self.data_ratio = data_ratio
         self.val_datasets: list[CaptionGroups] = []
 
     @staticmethod
@@ -234,8 +227,8 @@ class PretrainDataModule(ClipBertDataModule):
         examples = [
             e for path in paths for e in load_keyed_captions(path, corpus.id_key, corpus.text_key)
         ]
-        if split == "train" and self.data_ratio < 1.0:
-            examples = training_share(examples, self.data_ratio)
+        if split == "train":
+            examples = self.training_share(examples)
         per_video = corpus.max_texts_per_video or (
             self.max_texts_per_video if corpus.vis_format == "image" else 1
         )

@@ -112,10 +112,7 @@ class OriginalClipBert(nn.Module):
         """
         frames = _split_clips(visual_inputs, num_clips)
         counts = self._examples_per_video(n_examples_list, frames.shape[0], text_input_ids.shape[0])
-        visual_index = torch.repeat_interleave(
-            torch.arange(len(counts), device=frames.device),
-            torch.tensor(counts, device=frames.device),
-        )
+        visual_index = _visual_index(counts, frames.shape[0], text_input_ids.shape[0], frames)
         pooled = self.backbone(frames, text_input_ids, text_input_mask, visual_index)  # (E, N, H)
         logits = self.head(pooled)  # (E, N, C)
         if self.head_type == "mc":
@@ -141,16 +138,10 @@ class OriginalClipBert(nn.Module):
         self, counts: Sequence[int] | None, num_videos: int, num_rows: int
     ) -> list[int]:
         counts = [1] * num_videos if counts is None else [int(c) for c in counts]
-        if len(counts) != num_videos:
-            raise ValueError(f"n_examples_list has {len(counts)} entries for {num_videos} videos")
         if self.head_type == "mc" and sum(counts) * self.num_options == num_rows:
             # Counted per question, as the data loader gives it; the original's forward_step
             # multiplies by the number of options before the model sees it.
             counts = [c * self.num_options for c in counts]
-        if sum(counts) != num_rows:
-            raise ValueError(
-                f"n_examples_list sums to {sum(counts)} but there are {num_rows} text rows"
-            )
         return counts
 
 
@@ -179,14 +170,7 @@ class OriginalClipBertPretraining(nn.Module):
         0 where the label is -100, and ``itm_loss`` (N,)."""
         frames = _split_clips(visual_inputs, 1)
         counts = [1] * frames.shape[0] if n_examples_list is None else list(n_examples_list)
-        if len(counts) != frames.shape[0] or sum(counts) != text_input_ids.shape[0]:
-            raise ValueError(
-                f"n_examples_list {counts} does not pair {text_input_ids.shape[0]} text rows "
-                f"with {frames.shape[0]} images"
-            )
-        visual_index = torch.repeat_interleave(
-            torch.arange(len(counts), device=frames.device), torch.tensor(counts).to(frames.device)
-        )
+        visual_index = _visual_index(counts, frames.shape[0], text_input_ids.shape[0], frames)
         hidden = self.backbone.encode(frames, text_input_ids, text_input_mask, visual_index)[:, 0]
         mlm_scores, itm_scores = self.head(
             hidden[:, : text_input_ids.shape[1]], self.backbone.pool(hidden)
@@ -202,6 +186,21 @@ class OriginalClipBertPretraining(nn.Module):
         if itm_labels is not None:
             outputs["itm_loss"] = F.cross_entropy(itm_scores, itm_labels, reduction="none")
         return outputs
+
+
+def _visual_index(counts: Sequence[int], num_videos: int, num_rows: int, frames: Tensor) -> Tensor:
+    """Each text row's video from ``n_examples_list`` (consecutive rows per video), on the
+    frames' device; counts that do not pair the rows with the videos are an error."""
+    if len(counts) != num_videos:
+        raise ValueError(f"n_examples_list has {len(counts)} entries for {num_videos} videos")
+    if sum(counts) != num_rows:
+        raise ValueError(
+            f"n_examples_list sums to {sum(counts)} but there are {num_rows} text rows"
+        )
+    return torch.repeat_interleave(
+        torch.arange(len(counts), device=frames.device),
+        torch.tensor([int(c) for c in counts], device=frames.device),
+    )
 
 
 def original_loss(logits: Tensor, labels: Tensor, loss_type: str = "ce") -> Tensor:

@@ -17,7 +17,7 @@ from clipbert.data.batches import PairBatch, QABatch, VideoBatch
 from clipbert.data.datamodule import RankingTexts
 from clipbert.data.text import TextTokenizer
 from clipbert.metrics import GroupedMean, ScoreColumns, qa_hits, retrieval_metrics
-from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, tie_mlm_head
+from clipbert.models.heads import IGNORE_INDEX, MLPClassifier, aggregate_clip_logits, tie_mlm_head
 from clipbert.tasks.base import ClipBertTask, PredictionReport, one_input_batch
 from clipbert.tasks.results import (
     original_qa_result,
@@ -156,7 +156,7 @@ class RetrievalTask(ClipBertTask):
         text_length = batch.mlm_input_ids.shape[1]
         logits = self.mlm_head(hidden[:, :, :text_length])  # (E, N, L, vocab)
         targets = batch.mlm_labels[:, None].expand(-1, hidden.shape[1], -1)
-        masked = targets != -100
+        masked = targets != IGNORE_INDEX
         if not bool(masked.any()):  # a batch of very short captions may mask nothing
             return logits.sum() * 0.0
         return F.cross_entropy(logits[masked].float(), targets[masked])

@@ -16,7 +16,7 @@ from clipbert.models.heads import MLPClassifier
 from clipbert.models.original import OriginalClipBert, original_loss
 from clipbert.models.resnet import resnet50
 from clipbert.tasks.video_qa import VideoQATask
-from tests.helpers import FIXTURES
+from tests.helpers import FIXTURES, load_fixture
 
 DEVICES = [
     "cpu",
@@ -108,7 +108,7 @@ def _fixtures() -> Path:
 
 
 def _load(name: str) -> dict:
-    return torch.load(_fixtures() / name, weights_only=True)
+    return load_fixture(name)
 
 
 @pytest.fixture(scope="module")

@@ -12,27 +12,20 @@ from transformers import BertTokenizerFast
 from clipbert import load_original
 from clipbert.data.collate import TokenMasker
 from clipbert.models.heads import masked_token_losses, reduce_mlm_loss
-from tests.helpers import FIXTURES
+from tests.helpers import load_fixture
 
 MEAN_RGB = torch.tensor([123.675, 116.28, 103.53]).view(1, 1, 3, 1, 1)
 OUTPUTS = ("mlm_scores", "itm_scores", "mlm_loss", "itm_loss")
 
 
-def _pretrain_fixtures() -> Path:
-    folder = FIXTURES / "pretrain"
-    if not folder.is_dir():
-        pytest.skip(f"pre-training fixture not found at {folder}")
-    return folder
-
-
 def _load(name: str) -> dict:
-    return torch.load(_pretrain_fixtures() / name, weights_only=True)
+    return load_fixture("pretrain", name)
 
 
 @pytest.fixture(scope="module")
 def original_weights() -> dict[str, torch.Tensor]:
     heads = _load("state_dict_heads_pretrain_fp16.pt")
-    body = torch.load(FIXTURES / "state_dict_qa_fp16.pt", weights_only=True)
+    body = load_fixture("state_dict_qa_fp16.pt")
     body = {k: v for k, v in body.items() if not k.startswith("transformer.classifier.")}
     return {k: v.float() for k, v in {**body, **heads}.items()}
 

@@ -19,6 +19,7 @@ from clipbert.models.checkpoints import (
     load_grid_feat,
     load_weights,
     to_original_state_dict,
+    with_unread_original_keys,
 )
 from clipbert.models.heads import MLPClassifier, PretrainingHeads
 from clipbert.models.resnet import ResNet, resnet50
@@ -127,39 +128,15 @@ def test_our_keys_go_back_to_the_original_names() -> None:
 
 
 def _full_size_original_state_dict() -> dict[str, torch.Tensor]:
-    """A bert-base ClipBERT for MSRVTT-QA (1500 labels) in the original's layout, random-free
-    (``torch.empty``: only names and shapes matter), detector heads included."""
+    """A bert-base ClipBERT for MSRVTT-QA (1500 labels) in the original's layout, detector
+    heads included (only names and shapes matter)."""
     torch.manual_seed(0)
     bert = build_bert({"vocab_size": 30522})
     model = torch.nn.Module()
     model.backbone = ClipBertBackbone(resnet50(), bert, image_size=None)
     model.head = MLPClassifier(768, 1500)
-    sd = to_original_state_dict(model.state_dict())
-    sd["transformer.bert.visual_embeddings.position_embeddings.weight"] = torch.empty(512, 768)
-    detector = {
-        "proposal_generator.anchor_generator.cell_anchors.0": (15, 4),
-        "proposal_generator.rpn_head.conv.weight": (2048, 2048, 3, 3),
-        "proposal_generator.rpn_head.conv.bias": (2048,),
-        "proposal_generator.rpn_head.objectness_logits.weight": (15, 2048, 1, 1),
-        "proposal_generator.rpn_head.objectness_logits.bias": (15,),
-        "proposal_generator.rpn_head.anchor_deltas.weight": (60, 2048, 1, 1),
-        "proposal_generator.rpn_head.anchor_deltas.bias": (60,),
-        "roi_heads.box_head.fc1.weight": (1024, 2048),
-        "roi_heads.box_head.fc1.bias": (1024,),
-        "roi_heads.box_head.fc2.weight": (1024, 1024),
-        "roi_heads.box_head.fc2.bias": (1024,),
-        "roi_heads.box_predictor.cls_score.weight": (1601, 1024),
-        "roi_heads.box_predictor.cls_score.bias": (1601,),
-        "roi_heads.box_predictor.bbox_pred.weight": (6400, 1024),
-        "roi_heads.box_predictor.bbox_pred.bias": (6400,),
-        "roi_heads.attribute_predictor.obj_embed.weight": (1601, 256),
-        "roi_heads.attribute_predictor.fc.0.weight": (512, 1280),
-        "roi_heads.attribute_predictor.fc.0.bias": (512,),
-        "roi_heads.attribute_predictor.attr_score.weight": (400, 512),
-        "roi_heads.attribute_predictor.attr_score.bias": (400,),
-    }
-    for key, shape in detector.items():
-        sd["cnn.feature." + key] = torch.empty(shape, dtype=torch.float16)
+    # the detector heads and the 1-D visual position table a real original checkpoint carries
+    sd = with_unread_original_keys(to_original_state_dict(model.state_dict()))
     return {"module." + k: v.half() for k, v in sd.items()}  # as a Horovod-era fp16 save
 
 
