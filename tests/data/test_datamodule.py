@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
 from clipbert.data.datasets import IGNORE_LABEL, group_by_video
@@ -95,3 +96,17 @@ def test_questions_of_a_video_share_one_item(train_config) -> None:
 def test_group_size_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_texts_per_video"):
         group_by_video([], 0)
+
+
+def test_data_ratio_trains_on_the_same_share_for_every_seed(train_config) -> None:
+    _, whole = build(train_config)
+    _, share = build(train_config, "task.datamodule.data_ratio=0.25", "seed=7")
+    everything = whole.load_examples("train")[0]
+    kept = share.load_examples("train")[0]
+    assert len(kept) == round(0.25 * len(everything))
+    assert kept == [e for e in everything if e in kept]  # a subset, in file order
+    _, again = build(train_config, "task.datamodule.data_ratio=0.25", "seed=8")
+    assert again.load_examples("train")[0] == kept
+    assert share.load_examples("val")[0] == whole.load_examples("val")[0]  # training only
+    with pytest.raises(InstantiationException, match="task.datamodule.data_ratio must be in"):
+        build(train_config, "task.datamodule.data_ratio=0")

@@ -14,7 +14,7 @@ from PIL import Image
 from clipbert.data.annotations import CaptionExample
 from clipbert.data.collate import TokenMasker
 from clipbert.data.corpus_mix import CorpusMixSampler
-from clipbert.data.pretraining import CaptionGroups, PretrainCollator
+from clipbert.data.pretraining import CaptionGroups, PretrainCollator, PretrainDataModule
 from clipbert.data.readers import ImageReader
 from clipbert.data.stores import open_store
 from clipbert.data.text import TextTokenizer, load_tokenizer
@@ -154,3 +154,66 @@ def test_processes_draw_the_same_corpora_and_disjoint_items() -> None:
     # the seeds of items differ across processes and passes
     seeds = [seed for rank in batches for batch in rank for _, _, seed in batch]
     assert len(set(seeds)) == len(seeds)
+
+
+def _pretrain_datamodule(**values):
+    corpus = {"txt_db": "t", "vis_db": "v", "splits": {"train": "a.jsonl"}, "id_key": "coco_id"}
+    settings = {
+        "corpora": {"coco_cap": corpus},
+        "tokenizer_dir": "tok",
+        "image_size": 64,
+        "max_txt_len": 12,
+        "batch_size": 2,
+        "eval_batch_size": 2,
+        **values,
+    }
+    return PretrainDataModule(**settings)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"corpora": {}}, "task.datamodule.corpora is empty"),
+        (
+            {"corpora": {"coco_cap": {"txt_db": "t", "vis_db": "v", "splits": {}, "idkey": "x"}}},
+            "task.datamodule.corpora.coco_cap: .*idkey",
+        ),
+        (
+            {"corpora": {"vg": {"txt_db": "t", "vis_db": "v", "splits": {"val": "b.jsonl"}}}},
+            "task.datamodule.corpora.vg.splits needs a train file",
+        ),
+        (
+            {
+                "corpora": {
+                    "c": {
+                        "txt_db": "t",
+                        "vis_db": "v",
+                        "splits": {"train": "a"},
+                        "vis_format": "gif",
+                    }
+                }
+            },
+            r"task.datamodule.corpora.c.vis_format must be one of \('image', 'video'\)",
+        ),
+        (
+            {
+                "corpora": {
+                    "c": {"txt_db": "t", "vis_db": "v", "splits": {"train": "a"}, "ratio": 0}
+                }
+            },
+            "task.datamodule.corpora.c.ratio must be > 0",
+        ),
+        ({"data_ratio": 1.5}, "task.datamodule.data_ratio must be in"),
+    ],
+)
+def test_bad_pretraining_settings_are_named(values: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _pretrain_datamodule(**values)
+
+
+def test_bad_rates_are_refused(tmp_path: Path, tokenizer) -> None:
+    reader = _images(tmp_path / "img", 2)
+    with pytest.raises(ValueError, match="itm_neg_prob must be in"):
+        CaptionGroups(_captions(2, 1), reader, "coco", 2, itm_neg_prob=1.0)
+    with pytest.raises(ValueError, match="mlm_probability must be in"):
+        TokenMasker(tokenizer, 0.0)

@@ -73,3 +73,15 @@ def test_mlm_losses_are_those_of_the_masked_tokens_and_bad_options_refused() -> 
     )
     with pytest.raises(ValueError, match="mlm_loss_reduction"):
         _task(reduction="sum")
+
+
+def test_both_losses_off_is_refused() -> None:
+    with pytest.raises(ValueError, match="not both 0"):
+        PretrainTask(
+            tiny_backbone(),
+            optimizer=torch.optim.AdamW,
+            cnn_lr=1e-3,
+            cnn_weight_decay=0.0,
+            mlm_weight=0.0,
+            itm_weight=0.0,
+        )
