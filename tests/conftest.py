@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import runpy
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig, open_dict
 
 from tests.helpers import TINY_DEMO_SIZES, compose_config, tiny_demo_overrides
+from tests.s3_server import CREDENTIALS, s3_server
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
@@ -30,6 +32,34 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("demo_data")
     ensure_demo_dataset(root, sizes=TINY_DEMO_SIZES, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """An S3-compatible server on loopback for the session, with test credentials in the
+    environment (of this process and the processes tests start). Tests pass the endpoint in
+    config or as AWS_ENDPOINT_URL."""
+    with pytest.MonkeyPatch.context() as patch, s3_server() as endpoint:
+        for name, value in CREDENTIALS.items():
+            patch.setenv(name, value)
+        yield endpoint
+
+
+@pytest.fixture(scope="session")
+def demo_shards(demo_root: Path, s3_endpoint: str, tmp_path_factory) -> tuple[Path, str]:
+    """The tiny demo's videos as a local shard store and the same store uploaded to the
+    loopback server: (folder, s3:// URL)."""
+    from clipbert.data.shard_builder import shard_store_copy, upload_shards
+    from clipbert.data.shards import RemoteSettings
+    from clipbert.data.stores import LmdbStore
+
+    local = tmp_path_factory.mktemp("shards") / "demo_video_qa"
+    lmdb = LmdbStore(demo_root / "vis_db" / "demo_video_qa")
+    shard_store_copy(lmdb, local, shard_bytes=100_000, progress=False)
+    remote = RemoteSettings(endpoint_url=s3_endpoint)
+    remote.client().create_bucket(Bucket="demo")
+    upload_shards(local, "s3://demo/shards/demo_video_qa", remote, progress=False)
+    return local, "s3://demo/shards/demo_video_qa"
 
 
 @pytest.fixture

@@ -36,7 +36,9 @@ from clipbert.data.decoding import build_decoder
 from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.loaders import LoaderSettings, check_int
 from clipbert.data.readers import ImageReader, VideoClipReader
-from clipbert.data.stores import VisualStore, open_store
+from clipbert.data.shards import RemoteSettings
+from clipbert.data.store_access import open_store
+from clipbert.data.stores import VisualStore
 from clipbert.data.text import TextTokenizer, load_tokenizer
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         predict_split: str = "test",
         prepare: Callable[[], Any] | None = None,
         data_ratio: float = 1.0,
+        storage: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not 0.0 < data_ratio <= 1.0:
@@ -109,6 +112,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         self.predict_split = predict_split
         self._prepare = prepare
         self.data_ratio = data_ratio
+        self.storage = RemoteSettings.from_config(storage, "task.datamodule.storage")
         self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
@@ -164,10 +168,14 @@ class ClipBertDataModule(pl.LightningDataModule):
                 missing[0],
             )
 
-    def video_reader(self, vis_db: Path, split: str) -> VideoClipReader:
+    def open_store(self, vis_db: str) -> VisualStore:
+        """A store by path or ``s3://`` URL, object storage reached as ``storage`` says."""
+        return open_store(vis_db, self.storage)
+
+    def video_reader(self, vis_db: str, split: str) -> VideoClipReader:
         """Sampled clips of the videos in ``vis_db``: random ones in training."""
         return VideoClipReader(
-            store=open_store(vis_db),
+            store=self.open_store(vis_db),
             decoder=build_decoder(self.decoder_name, self.decoder_fallback, self.decode_timeout),
             sampling=self.train_sampling if split == "train" else self.eval_sampling,
         )
@@ -219,7 +227,7 @@ class StoreDataModule(ClipBertDataModule):
     ) -> None:
         super().__init__(**common)
         self.txt_db = Path(txt_db)
-        self.vis_db = Path(vis_db)
+        self.vis_db = str(vis_db)  # a folder, or an s3:// URL
         self.splits = dict(splits)
 
     def split_paths(self, split: str) -> list[Path]:
@@ -365,7 +373,7 @@ class ImageQADataModule(VideoQADataModule):
         self.skipped_empty_labels = 0
 
     def clip_reader(self, split: str) -> ImageReader:
-        return ImageReader(open_store(self.vis_db))
+        return ImageReader(self.open_store(self.vis_db))
 
     def answerable(self, example: ImageQAExample) -> bool:
         if example.answer_scores == {}:  # kept by empty_labels=train: all-zero targets

@@ -63,6 +63,79 @@ class BuildReport:
         return "; ".join(lines)
 
 
+@dataclass(frozen=True)
+class FileSource:
+    """The files a build reads (under ``src``, by key) and how each becomes a store value;
+    ``settings`` records both, so a rerun with other settings is told apart from a resume."""
+
+    files: dict[str, Path]
+    skipped_extension: int
+    encoding: _Encoding
+    settings: dict
+
+    @classmethod
+    def scan(
+        cls,
+        src_dir: str | os.PathLike[str],
+        *,
+        file_type: str = "video",
+        extensions: Sequence[str] | None = None,
+        jpeg_quality: int = 95,
+        image_format: str = "jpeg",
+        reencode: ReencodeSettings | None = None,
+        duplicate_stems: str = "error",
+    ) -> FileSource:
+        """Check the options and index the files; two files with one stem are an error before
+        anything is written (unless ``duplicate_stems="prefix"``)."""
+        if file_type not in DEFAULT_EXTENSIONS:
+            raise ValueError(
+                f"file_type must be one of {', '.join(DEFAULT_EXTENSIONS)}, got {file_type!r}"
+            )
+        if not 1 <= jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
+        if image_format not in IMAGE_FORMATS:
+            raise ValueError(
+                f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}"
+            )
+        if reencode is not None and not reencode.enabled:
+            reencode = None
+        src = Path(src_dir).expanduser().resolve()
+        if not src.is_dir():
+            raise FileNotFoundError(f"source folder {src} does not exist or is not a directory")
+        exts = normalize_extensions(
+            extensions if extensions is not None else DEFAULT_EXTENSIONS[file_type]
+        )
+        files, skipped = scan_files(src, exts, duplicate_stems)
+        if not files:
+            raise ValueError(
+                f"no files with extensions {', '.join(exts)} under {src}; check src_dir and "
+                "extensions (and file_type)"
+            )
+        settings = {
+            "src": str(src),
+            "file_type": file_type,
+            "extensions": list(exts),
+            "jpeg_quality": jpeg_quality,
+            "duplicate_stems": duplicate_stems,
+        }
+        # recorded only when set, so stores built before these options existed still resume
+        if image_format != "jpeg":
+            settings["image_format"] = image_format
+        if reencode is not None:
+            settings["reencode"] = asdict(reencode)
+        encoding = _Encoding(file_type, jpeg_quality, image_format, reencode)
+        return cls(files, skipped, encoding, settings)
+
+    def load(
+        self, keys: Sequence[str], workers: int = 0
+    ) -> Iterator[tuple[str, Path, bytes | None, str | None]]:
+        """``(key, path, value, None)`` or ``(key, path, None, reason)`` for each of ``keys``,
+        in order; ``workers`` > 0 reads and encodes in that many processes."""
+        if workers < 0:
+            raise ValueError(f"workers must be >= 0, got {workers}")
+        return _load_all([(key, self.files[key]) for key in keys], self.encoding, workers)
+
+
 def build_vis_db(
     src_dir: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -93,54 +166,28 @@ def build_vis_db(
     are an error, or with ``duplicate_stems="prefix"`` every key becomes the file's path under
     ``src_dir`` without its extension (``folder/stem``).
     """
-    if file_type not in DEFAULT_EXTENSIONS:
-        raise ValueError(
-            f"file_type must be one of {', '.join(DEFAULT_EXTENSIONS)}, got {file_type!r}"
-        )
-    if not 1 <= jpeg_quality <= 100:
-        raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality}")
-    if image_format not in IMAGE_FORMATS:
-        raise ValueError(
-            f"image_format must be one of {', '.join(IMAGE_FORMATS)}, got {image_format!r}"
-        )
-    if reencode is not None and not reencode.enabled:
-        reencode = None
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
-    src = Path(src_dir).expanduser().resolve()
-    if not src.is_dir():
-        raise FileNotFoundError(f"source folder {src} does not exist or is not a directory")
-    exts = normalize_extensions(
-        extensions if extensions is not None else DEFAULT_EXTENSIONS[file_type]
+    source = FileSource.scan(
+        src_dir,
+        file_type=file_type,
+        extensions=extensions,
+        jpeg_quality=jpeg_quality,
+        image_format=image_format,
+        reencode=reencode,
+        duplicate_stems=duplicate_stems,
     )
-    # raises on duplicate stems (unless prefixed), before any write
-    files, skipped = scan_files(src, exts, duplicate_stems)
-    if not files:
-        raise ValueError(
-            f"no files with extensions {', '.join(exts)} under {src}; check src_dir and "
-            "extensions (and file_type)"
-        )
-
     store = Path(dst).expanduser().resolve()
-    settings = {
-        "src": str(src),
-        "file_type": file_type,
-        "extensions": list(exts),
-        "jpeg_quality": jpeg_quality,
-        "duplicate_stems": duplicate_stems,
-    }
-    # recorded only when set, so stores built before these options existed still resume
-    if image_format != "jpeg":
-        settings["image_format"] = image_format
-    if reencode is not None:
-        settings["reencode"] = asdict(reencode)
+    settings = source.settings
     resume = not overwrite and _recorded_settings(store) == settings
     if not overwrite and not resume and (store / RECORD_FILE).is_file():
         raise StoreNotEmptyError(
             f"{store} was built with other settings ({_recorded_settings(store)}); build into "
             "another directory, or pass overwrite=true to replace it"
         )
-    report = BuildReport(written=0, failed=[], skipped_extension=skipped, store_path=store)
+    report = BuildReport(
+        written=0, failed=[], skipped_extension=source.skipped_extension, store_path=store
+    )
     with LmdbWriter(
         store,
         overwrite=overwrite,
@@ -150,12 +197,10 @@ def build_vis_db(
     ) as writer:
         write_text_atomic(store / RECORD_FILE, json.dumps(settings, indent=2) + "\n")
         (store / ERROR_LOG).unlink(missing_ok=True)  # stale log of a replaced build
-        todo = [(key, path) for key, path in files.items() if key not in writer]
-        report.already_present = len(files) - len(todo)
-        encoding = _Encoding(file_type, jpeg_quality, image_format, reencode)
-        loaded = _load_all(todo, encoding, workers)
+        todo = [key for key in source.files if key not in writer]
+        report.already_present = len(source.files) - len(todo)
         for key, path, value, error in tqdm(
-            loaded,
+            source.load(todo, workers),
             total=len(todo),
             desc=f"building {store.name}",
             unit="file",
@@ -166,10 +211,16 @@ def build_vis_db(
                 continue
             writer.put(key, value)
         report.written = len(writer)
-    if report.failed:
-        lines = [f"{path}\t{reason}" for path, reason in report.failed]
-        (store / ERROR_LOG).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_error_log(store, report.failed)
     return report
+
+
+def write_error_log(store: Path, failed: list[tuple[str, str]]) -> None:
+    """List the files a build left out in ``store/error_filepaths.log`` (none: no log)."""
+    (store / ERROR_LOG).unlink(missing_ok=True)
+    if failed:
+        lines = [f"{path}\t{reason}" for path, reason in failed]
+        (store / ERROR_LOG).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def _recorded_settings(store: Path) -> dict | None:

@@ -26,7 +26,6 @@ from clipbert.data.corpus_mix import CorpusMixSampler, MixedCorpora
 from clipbert.data.datamodule import ClipBertDataModule
 from clipbert.data.datasets import ReplaceBroken, group_by_video, read_group
 from clipbert.data.readers import ImageReader, VideoClipReader
-from clipbert.data.stores import open_store
 from clipbert.data.text import TextTokenizer
 
 log = logging.getLogger(__name__)
@@ -219,8 +218,8 @@ class PretrainDataModule(ClipBertDataModule):
 
     def _reader(self, corpus: Corpus, split: str) -> VideoClipReader | ImageReader:
         if corpus.vis_format == "image":
-            return ImageReader(open_store(Path(corpus.vis_db)))
-        return self.video_reader(Path(corpus.vis_db), split)
+            return ImageReader(self.open_store(corpus.vis_db))
+        return self.video_reader(corpus.vis_db, split)
 
     def _groups(self, corpus: Corpus, split: str) -> CaptionGroups:
         paths = corpus.paths(split)

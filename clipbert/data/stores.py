@@ -28,10 +28,15 @@ class StoreNotEmptyError(FileExistsError):
     """The target of a store build already holds data."""
 
 
+class UnreadableEntryError(KeyError):
+    """The store lists the key but its bytes cannot be read (a missing or damaged shard, an
+    unreachable server): a broken sample, handled like a missing key."""
+
+
 class VisualStore(abc.ABC):
     """Read-only mapping from a visual key (file stem) to raw file bytes."""
 
-    path: Path
+    path: Path | str  # a local folder, or the URL of a remote store
 
     @abc.abstractmethod
     def get(self, key: str) -> bytes:
@@ -156,24 +161,6 @@ class FolderStore(VisualStore):
 
     def __len__(self) -> int:
         return len(self._files)
-
-
-def open_store(path: str | os.PathLike[str]) -> VisualStore:
-    """Open ``path`` as an LMDB store if it holds ``data.mdb``, else as a folder store."""
-    resolved = Path(path).expanduser()
-    if not resolved.exists():
-        raise FileNotFoundError(
-            f"visual store {resolved} does not exist; set the vis_db path in the config, or "
-            "build an LMDB store with `python preprocess.py`"
-        )
-    if not resolved.is_dir():
-        raise NotADirectoryError(
-            f"visual store {resolved} is a file; give the LMDB directory or the folder of "
-            "videos/images instead"
-        )
-    if (resolved / LMDB_DATA_FILE).is_file():
-        return LmdbStore(resolved)
-    return FolderStore(resolved)
 
 
 class LmdbWriter:

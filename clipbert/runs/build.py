@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from clipbert.data.shards import is_remote
 from clipbert.models.checkpoints import initialize_from
 from clipbert.runs.record import TrainedRun
 from clipbert.tasks.base import ClipBertTask
@@ -129,7 +130,7 @@ def evaluation_datamodule_config(
     if txt_db:
         dm.splits[split] = str(Path(txt_db).expanduser().resolve())
     if vis_db:
-        dm.vis_db = str(Path(vis_db).expanduser().resolve())
+        dm.vis_db = vis_db if is_remote(vis_db) else str(Path(vis_db).expanduser().resolve())
     if ans2label:
         dm.ans2label = str(Path(ans2label).expanduser().resolve())
     if n_clips is not None:

@@ -16,7 +16,7 @@ from clipbert.data.collate import TokenMasker
 from clipbert.data.corpus_mix import CorpusMixSampler
 from clipbert.data.pretraining import CaptionGroups, PretrainCollator, PretrainDataModule
 from clipbert.data.readers import ImageReader
-from clipbert.data.stores import open_store
+from clipbert.data.store_access import open_store
 from clipbert.data.text import TextTokenizer, load_tokenizer
 from clipbert.demo.generate import write_tokenizer
 

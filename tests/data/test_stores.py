@@ -11,13 +11,13 @@ from pathlib import Path
 import lmdb
 import pytest
 
+from clipbert.data.store_access import open_store
 from clipbert.data.stores import (
     FolderStore,
     LmdbStore,
     LmdbWriter,
     StoreNotEmptyError,
     VisualStore,
-    open_store,
 )
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"

@@ -16,7 +16,8 @@ from clipbert.data.datasets import ReplaceBroken
 from clipbert.data.decoding import build_decoder
 from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.readers import ImageReader, VideoClipReader, read_or_mark
-from clipbert.data.stores import LmdbStore, LmdbWriter, open_store
+from clipbert.data.store_access import open_store
+from clipbert.data.stores import LmdbStore, LmdbWriter
 from clipbert.predictor import Predictor
 from tests.helpers import compose_config, tiny_demo_overrides
 from tests.reliability import media
