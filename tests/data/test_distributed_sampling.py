@@ -1,10 +1,12 @@
 """Two real processes (DDP over gloo on the CPU) read the training split: each gets its own
-shard, and every epoch is shuffled afresh (the original's horovod sampler never reshuffled)."""
+share, and every epoch is shuffled afresh (the original's horovod sampler never reshuffled),
+whether the videos come from the LMDB, local shards or shards on an S3 server on loopback."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
@@ -28,10 +30,21 @@ class _RecordOrder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def test_each_process_reads_its_own_shard_in_a_new_order_every_epoch(
-    train_config, tmp_path: Path
+@pytest.mark.parametrize("store", ["lmdb", "shards", "s3"])
+def test_each_process_reads_its_own_share_in_a_new_order_every_epoch(
+    train_config, tmp_path: Path, request: pytest.FixtureRequest, store: str
 ) -> None:
-    cfg = train_config("task.datamodule.batch_size=2", "task.datamodule.max_texts_per_video=1")
+    vis_db = []
+    if store != "lmdb":
+        local, url = request.getfixturevalue("demo_shards")
+        vis_db = [f"task.datamodule.vis_db={local if store == 'shards' else url}"]
+        if store == "s3":  # the endpoint from the environment, as on a cluster
+            request.getfixturevalue("monkeypatch").setenv(
+                "AWS_ENDPOINT_URL", request.getfixturevalue("s3_endpoint")
+            )
+    cfg = train_config(
+        "task.datamodule.batch_size=2", "task.datamodule.max_texts_per_video=1", *vis_db
+    )
     datamodule = instantiate(cfg.task.datamodule)
     pl.seed_everything(0)
     trainer = pl.Trainer(
