@@ -9,11 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+import boto3
 import lmdb
 import numpy as np
+import pytest
 from PIL import Image
 
-from tests.helpers import REPO, run_script
+from clipbert.cli.preprocess import preprocess
+from tests.helpers import REPO, compose_config, run_script
 
 ASSETS = REPO / "tests" / "assets"
 
@@ -120,3 +123,68 @@ def test_reencoded_videos_and_raw_images_through_the_cli(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     with lmdb.open(str(raw), readonly=True, lock=False) as env, env.begin() as txn:
         assert txn.get(b"pic") == (images / "pic.png").read_bytes()
+
+
+def _finished_shards(dst: Path) -> int:
+    return len(list((dst / ".parts").glob("[0-9]*.json"))) if (dst / ".parts").is_dir() else 0
+
+
+def test_shards_killed_mid_build_resume_then_upload_and_inspect_from_s3(
+    tmp_path: Path, s3_endpoint: str
+) -> None:
+    """format=shards under SIGKILL, rerun, then the same store tools on it locally and at
+    s3://, after mode=upload."""
+    src = tmp_path / "images"
+    src.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (384, 384, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(src / "img_0000.jpg", quality=95)
+    for i in range(1, 400):
+        shutil.copy(src / "img_0000.jpg", src / f"img_{i:04d}.jpg")
+    dst = tmp_path / "shards"
+    args = [f"src={src}", f"dst={dst}", "file_type=image", "format=shards", "shard_size=2MB"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "preprocess.py"), *args],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while _finished_shards(dst) < 2 and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    finished = _finished_shards(dst)
+    assert finished >= 2 and not (dst / "index.json").exists(), "not caught part-way"
+
+    resumed = run_preprocess(*args, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "were already there" in resumed.stdout and "wrote 400 entries" in resumed.stdout
+    checked = preprocess(
+        compose_config("preprocess", ["mode=validate", f"dst={dst}", "file_type=image"])
+    )
+    assert checked.summary() == "all 400 entries decode"
+
+    url = "s3://cli/images"
+    storage = f"storage.endpoint_url={s3_endpoint}"
+
+    def at_s3(*overrides: str):
+        return preprocess(compose_config("preprocess", [*overrides, storage]))
+
+    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="cli")
+    assert at_s3("mode=upload", f"dst={dst}", f"out={url}") > 2
+    assert at_s3("mode=inspect", f"dst={url}").entries == 400
+    assert at_s3("mode=export", f"dst={url}", f"out={tmp_path / 'out'}") == 400
+    assert (tmp_path / "out" / "img_0399.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:9"):
+        preprocess(
+            compose_config(
+                "preprocess",
+                [
+                    "mode=inspect",
+                    f"dst={url}",
+                    "storage.endpoint_url=http://127.0.0.1:9",
+                    "storage.timeout_s=1",
+                    "storage.retries=0",
+                ],
+            )
+        )
