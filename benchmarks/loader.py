@@ -8,6 +8,11 @@ For each setting (clips x frames at ``--image-size``) three paths handle the sam
 - ``pyav_full``: PyAV decoding every frame of the stream to RGB and keeping the sampled ones,
   as the original's loader did.
 
+``--stores`` compares instead where the loader reads the videos from, on the training
+settings: the LMDB, the same videos as shards on local disk (``format=shards``) and those
+shards uploaded to an S3-compatible server (moto) on the loopback interface, each path the
+whole loader (read, sample, decode, collate) with ``--workers`` loader workers.
+
 Everything runs in one process (``num_workers=0``), so the ratio loader/raw is the pipeline's
 own overhead; paths alternate within each round so machine noise hits all of them. Every path
 decodes with one thread, as each DataLoader worker does (workers, not decoder threads, use the
@@ -15,6 +20,7 @@ cores), so the figures are per worker. Besides the whole corpus, each path is al
 its two parts: the generated MSRVTT-like clips and the short, varied files of the media folder.
 
     .venv/bin/python benchmarks/loader.py --rounds 3 --json /tmp/loader.json
+    .venv/bin/python benchmarks/loader.py --stores --rounds 3
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,11 +50,18 @@ from clipbert.data.decoding import DEFAULT_FPS, DecodeError, VideoInfo, build_de
 from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.lmdb_builder import build_vis_db
 from clipbert.data.readers import VideoClipReader
-from clipbert.data.stores import LmdbStore
+from clipbert.data.shard_builder import shard_store_copy, upload_shards
+from clipbert.data.shards import RemoteSettings
+from clipbert.data.store_access import open_store
+from clipbert.data.stores import LmdbStore, VisualStore
 from clipbert.models.backbone import PIXEL_MEAN_RGB, PIXEL_STD_RGB
 from clipbert.models.frame_input import FrameInput
 
-MEDIA = Path(__file__).resolve().parents[1].parent / "shared" / "media"
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # the tests' loopback S3 server, shared with the benchmark
+from tests.s3_server import CREDENTIALS, S3Server, s3_server  # noqa: E402
+
+MEDIA = REPO.parent / "shared" / "media"
 SETTINGS = {
     "train_1x2": FrameSampling(n_clips=1, num_frames=2, fps=1.0, strategy="rand"),
     "train_8x2": FrameSampling(n_clips=8, num_frames=2, fps=2.0, strategy="rand"),
@@ -106,12 +121,15 @@ def build_store(root: Path, media: Path, generated: int) -> tuple[LmdbStore, dic
 
 
 def loader_pass(
-    reader: VideoClipReader, keys: list[str], image_size: int | None, batch: int
+    reader: VideoClipReader, keys: list[str], image_size: int | None, batch: int, workers: int = 0
 ) -> int:
     """Videos through the DataLoader; with ``image_size`` also the float resize and pad that
     the model's input transform runs first, on its device (here: the CPU)."""
     loader = DataLoader(
-        VideoListDataset(keys, reader), batch_size=batch, num_workers=0, collate_fn=collate_videos
+        VideoListDataset(keys, reader),
+        batch_size=batch,
+        num_workers=workers,
+        collate_fn=collate_videos,
     )
     transform = FrameInput(image_size, PIXEL_MEAN_RGB, PIXEL_STD_RGB) if image_size else None
     videos = 0
@@ -189,6 +207,103 @@ def measure(
     return result
 
 
+STORES = ("lmdb", "shards", "s3")
+STORE_SETTINGS = ("train_1x2", "train_8x2")  # the demo's training setting, the paper's
+
+
+def shard_stores(
+    lmdb: LmdbStore, root: Path, endpoint: str, shard_bytes: int
+) -> tuple[dict[str, VisualStore], int]:
+    """The LMDB, its copy as local shards, and those shards uploaded to the server at
+    ``endpoint``; and the bytes of the remote store's local cache after a full read."""
+    shard_store_copy(lmdb, root / "shards", shard_bytes=shard_bytes, progress=False)
+    remote = RemoteSettings(endpoint_url=endpoint, cache_dir=str(root / "s3_cache"))
+    remote.client().create_bucket(Bucket="bench")
+    upload_shards(root / "shards", "s3://bench/videos", remote, progress=False)
+    stores = {
+        "lmdb": lmdb,
+        "shards": open_store(root / "shards"),
+        "s3": open_store("s3://bench/videos", remote),
+    }
+    for key in lmdb.keys():  # noqa: SIM118 (a store, not a dict)
+        assert stores["s3"].get(key) == lmdb.get(key)
+    cache = sum(f.stat().st_size for f in (root / "s3_cache").rglob("*") if f.is_file())
+    return stores, cache
+
+
+def measure_stores(
+    stores: dict[str, VisualStore],
+    keys: list[str],
+    sampling: FrameSampling,
+    args: argparse.Namespace,
+    server: S3Server,
+) -> dict[str, float]:
+    """videos/s of the whole loader reading from each store (median over rounds, the stores
+    alternating within each round), each store's ratio to the LMDB, and the CPU time the
+    loopback server spends per video (it shares this machine's cores with the loader)."""
+    seconds: dict[str, list[float]] = {name: [] for name in stores}
+    server_cpu = 0.0
+    readers = {name: VideoClipReader(s, build_decoder(), sampling) for name, s in stores.items()}
+    for _ in range(args.rounds):
+        for name, reader in readers.items():
+            run = partial(loader_pass, reader, keys, None, args.batch, args.workers)
+            before = server.cpu_seconds()
+            seconds[name].append(timed(run))
+            if name == "s3":
+                server_cpu += server.cpu_seconds() - before
+    speed = {name: len(keys) / statistics.median(seconds[name]) for name in stores}
+    return {
+        **{f"{name}_videos_per_s": speed[name] for name in stores},
+        **{f"{name}_to_lmdb": speed[name] / speed["lmdb"] for name in stores if name != "lmdb"},
+        "server_cpu_ms_per_video": 1000 * server_cpu / (args.rounds * len(keys)),
+        "s3_seconds_per_pass": statistics.median(seconds["s3"]),
+        "server_cpu_seconds_per_pass": server_cpu / args.rounds,
+    }
+
+
+def stores_table(results: dict, cache_bytes: int) -> list[str]:
+    lines = [
+        "| setting | LMDB videos/s | local shards | S3 (loopback) | shards/LMDB | S3/LMDB "
+        "| server CPU ms/video |",
+        "|" + " --- |" * 7,
+    ]
+    for name, r in results.items():
+        lines.append(
+            f"| {name} | {r['lmdb_videos_per_s']:.2f} | {r['shards_videos_per_s']:.2f} | "
+            f"{r['s3_videos_per_s']:.2f} | {r['shards_to_lmdb']:.2f} | {r['s3_to_lmdb']:.2f} | "
+            f"{r['server_cpu_ms_per_video']:.1f} |"
+        )
+    lines.append("")
+    lines.append(f"S3 store's local cache after reading every video: {cache_bytes / 1024:.1f} KiB")
+    return lines
+
+
+def run_stores(args: argparse.Namespace) -> None:
+    """``--stores``: the loader over the LMDB, local shards and shards on a loopback server."""
+    os.environ.update(CREDENTIALS)
+    with tempfile.TemporaryDirectory() as folder, s3_server() as server:
+        root = Path(folder)
+        lmdb, parts = build_store(root, args.media, args.generated)
+        keys = [key for part_keys in parts.values() for key in part_keys]
+        stores, cache = shard_stores(lmdb, root, server.endpoint, args.shard_bytes)
+        print(f"{len(keys)} videos, {args.workers} loader workers")
+        results = {
+            name: measure_stores(stores, keys, SETTINGS[name], args, server)
+            for name in STORE_SETTINGS
+        }
+    results_cache = {"s3_cache_bytes": cache}
+    lines = stores_table(results, cache)
+    print("\n" + "\n".join(lines))
+    if args.json:
+        args.json.write_text(json.dumps({**results, **results_cache}, indent=2) + "\n")
+    if not args.no_record:
+        title = (
+            f"Loader by store, {len(keys)} videos, batch {args.batch}, {args.workers} workers, "
+            f"{args.shard_bytes / 1e6:g} MB shards"
+        )
+        record(title, torch.device("cpu"), lines)
+
+
 def table(results: dict) -> list[str]:
     lines = [
         "| setting | corpus | loader videos/s | + resize on CPU | raw decode | PyAV, all frames "
@@ -216,8 +331,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (resize)")
     parser.add_argument("--json", type=Path, help="write the figures here")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
+    parser.add_argument("--stores", action="store_true", help="compare LMDB, shards and S3")
+    parser.add_argument("--workers", type=int, default=0, help="--stores: loader workers")
+    parser.add_argument("--shard-bytes", type=int, default=64_000_000, help="--stores")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.stores:
+        run_stores(args)
+        return
 
     with tempfile.TemporaryDirectory() as folder:
         store, parts = build_store(Path(folder), args.media, args.generated)

@@ -39,10 +39,10 @@ def s3_endpoint() -> Iterator[str]:
     """An S3-compatible server on loopback for the session, with test credentials in the
     environment (of this process and the processes tests start). Tests pass the endpoint in
     config or as AWS_ENDPOINT_URL."""
-    with pytest.MonkeyPatch.context() as patch, s3_server() as endpoint:
+    with pytest.MonkeyPatch.context() as patch, s3_server() as server:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
-        yield endpoint
+        yield server.endpoint
 
 
 @pytest.fixture(scope="session")

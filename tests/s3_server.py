@@ -4,12 +4,15 @@ nothing mocked."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "clipbert-test",
@@ -37,9 +40,20 @@ def _wait_for(port: int, process: subprocess.Popen, timeout: float = 60.0) -> No
     raise TimeoutError(f"the S3 test server did not listen on port {port} in {timeout:g} s")
 
 
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used (user + system), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def s3_server() -> Iterator[str]:
-    """Run moto's S3 server on a free loopback port; yields its endpoint URL."""
+def s3_server() -> Iterator[S3Server]:
+    """Run moto's S3 server on a free loopback port."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -48,7 +62,7 @@ def s3_server() -> Iterator[str]:
     )
     try:
         _wait_for(port, process)
-        yield f"http://127.0.0.1:{port}"
+        yield S3Server(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from clipbert.atomic_files import write_text_atomic
+from clipbert.data.lmdb_builder import ERROR_LOG
 from clipbert.data.stores import StoreNotEmptyError, UnreadableEntryError, VisualStore
 
 SHARD_RECORD = "clipbert_shards.json"
@@ -297,7 +298,7 @@ def _prepare(store: Path, settings: dict[str, Any], overwrite: bool) -> list[dic
     if store.exists() and not store.is_dir():
         raise NotADirectoryError(f"cannot build a shard store at {store}: it is a file")
     if overwrite and store.exists():
-        shutil.rmtree(store)
+        _remove_build(store)
     store.mkdir(parents=True, exist_ok=True)
     recorded = _recorded_settings(store)
     if (store / LITDATA_INDEX).exists() and recorded == settings:
@@ -315,6 +316,16 @@ def _prepare(store: Path, settings: dict[str, Any], overwrite: bool) -> list[dic
     (store / PARTS_DIR).mkdir(exist_ok=True)
     write_text_atomic(store / PARTS_DIR / "settings.json", json.dumps(settings, indent=2))
     return _finished_parts(store)
+
+
+def _remove_build(store: Path) -> None:
+    """Delete a shard build's own files only: a folder given by mistake keeps everything else
+    (and is then refused as not a shard build)."""
+    for file in store.glob("chunk-*.bin"):
+        file.unlink()
+    for name in (LITDATA_INDEX, SHARD_RECORD, ERROR_LOG):
+        (store / name).unlink(missing_ok=True)
+    shutil.rmtree(store / PARTS_DIR, ignore_errors=True)
 
 
 def _recorded_settings(store: Path) -> dict | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,7 @@ from torch.utils.data import Dataset
 from clipbert.cli.train import train
 from clipbert.data.datasets import ReplaceBroken
 from clipbert.data.decoding import DecodeError
+from clipbert.data.shards import SHARD_RECORD
 from clipbert.demo import DemoPaths
 
 
@@ -68,3 +71,21 @@ def test_training_logs_the_replaced_videos(train_config, demo_root: Path, tmp_pa
     assert metrics["data/broken"] >= 2  # each read once per epoch; a replacement may be broken too
     with pytest.raises(InstantiationException, match="broken_retries must be >= 1"):
         train(train_config("+task.datamodule.broken_retries=0"))
+
+
+def test_a_truncated_shard_is_counted_broken_in_training(
+    train_config, demo_shards: tuple[Path, str], tmp_path: Path
+) -> None:
+    shards = tmp_path / "shards"
+    shutil.copytree(demo_shards[0], shards)
+    record = json.loads((shards / SHARD_RECORD).read_text())
+    start = 0
+    for shard in record["shards"]:  # the shard holding the first training video
+        keys = record["keys"][start : start + shard["entries"]]
+        start += shard["entries"]
+        if "demo_train_0000" in keys:
+            break
+    data = (shards / shard["file"]).read_bytes()
+    (shards / shard["file"]).write_bytes(data[: len(data) // 4])
+    metrics = train(train_config(f"task.datamodule.vis_db={shards}", "test=false"))
+    assert metrics["data/broken"] >= 1

@@ -122,8 +122,16 @@ def test_a_build_refuses_other_settings_a_foreign_folder_and_repeated_keys(
     assert ShardStore(tmp_path / "s").keys() == ["b"]
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(StoreNotEmptyError, match="not a shard build"):
-        write_shards(iter([("a", b"1")]), tmp_path / "other", shard_bytes=10, settings={})
+    for overwrite in (False, True):  # overwrite replaces a shard build, never other files
+        with pytest.raises(StoreNotEmptyError, match="not a shard build"):
+            write_shards(
+                iter([("a", b"1")]),
+                tmp_path / "other",
+                shard_bytes=10,
+                settings={},
+                overwrite=overwrite,
+            )
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     with pytest.raises(ValueError, match="'a' was given twice"):
         write_shards(iter([("a", b"1"), ("a", b"2")]), tmp_path / "t", shard_bytes=10, settings={})
 
