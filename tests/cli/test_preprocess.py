@@ -173,6 +173,9 @@ def test_shards_killed_mid_build_resume_then_upload_and_inspect_from_s3(
     boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket="cli")
     assert at_s3("mode=upload", f"dst={dst}", f"out={url}") > 2
     assert at_s3("mode=inspect", f"dst={url}").entries == 400
+    annotations = tmp_path / "train.jsonl"
+    annotations.write_text('{"image_id": "img_0007"}\n{"image_id": "img_9999"}\n')
+    assert at_s3("mode=check", f"dst={url}", f"annotations=[{annotations}]").missing == ["img_9999"]
     assert at_s3("mode=export", f"dst={url}", f"out={tmp_path / 'out'}") == 400
     assert (tmp_path / "out" / "img_0399.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     with pytest.raises(ConnectionError, match=r"127\.0\.0\.1:9"):
