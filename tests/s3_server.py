@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -55,10 +56,14 @@ class S3Server:
 def s3_server() -> Iterator[S3Server]:
     """Run moto's S3 server on a free loopback port."""
     port = free_port()
+    scratch = tempfile.TemporaryDirectory(prefix="s3_server_")
+    # its request recorder (a test counts requests with it) writes here, not in the cwd
+    env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(Path(scratch.name) / "recording")}
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        env=env,
     )
     try:
         _wait_for(port, process)
@@ -70,3 +75,4 @@ def s3_server() -> Iterator[S3Server]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        scratch.cleanup()

@@ -4,7 +4,7 @@ A shard store is a folder (or an ``s3://bucket/prefix``) in Lightning ``litdata`
 layout (``index.json`` and ``chunk-0-<n>.bin`` files, each item ``{"key", "data"}``) plus
 ``clipbert_shards.json``, our record of the keys in item order. Reading goes through
 ``litdata.StreamingDataset``: a key is found in the record, and its bytes are read from the
-shard that holds them (a local file read, or two HTTP range requests), so the datasets'
+shard that holds them (a local file read, or one HTTP range request), so the datasets'
 sampling, seeded order and broken-video handling work on shards exactly as on an LMDB.
 
 The build (:func:`write_shards`) writes one shard at a time and records each finished one in
@@ -182,6 +182,7 @@ class ShardStore(VisualStore):
 
             options: dict[str, Any] = {}
             if isinstance(self.path, str):
+                _register_offset_table_cache()
                 cache = Path(self.remote.cache_dir).expanduser()
                 cache.mkdir(parents=True, exist_ok=True)
                 options = {
@@ -420,3 +421,40 @@ def _finish(store: Path, parts: list[dict], settings: dict[str, Any]) -> None:
     write_text_atomic(store / LITDATA_INDEX, json.dumps(index, sort_keys=True))
     write_text_atomic(store / SHARD_RECORD, json.dumps(record))
     shutil.rmtree(store / PARTS_DIR, ignore_errors=True)
+
+
+def _register_offset_table_cache() -> None:
+    """Serve litdata's per-sample offset reads from each shard's offset table, fetched once.
+
+    litdata reads one sample of a remote chunk as two range requests: 8 bytes of the chunk's
+    offset table, then the sample. The table (a count and ``n + 1`` uint32 offsets at the head
+    of the chunk) is tiny and never changes, so this downloader, registered for ``s3://`` through
+    litdata's public ``register_downloader``, fetches it whole on the first read of a chunk and
+    answers the later offset reads from memory: one request per video instead of two. Every
+    other read goes to litdata's own S3 downloader unchanged.
+    """
+    import threading
+
+    from litdata.streaming.downloader import S3Downloader, register_downloader
+
+    class OffsetTableCachingS3Downloader(S3Downloader):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._tables: dict[int, bytes] = {}
+            self._tables_lock = threading.Lock()
+
+        def download_chunk_bytes_from_index(
+            self, chunk_index: int, offset: int, length: int
+        ) -> bytes:
+            table_end = 4 * (self._chunks[chunk_index]["chunk_size"] + 2)
+            if offset + length > table_end:
+                return super().download_chunk_bytes_from_index(chunk_index, offset, length)
+            with self._tables_lock:
+                table = self._tables.get(chunk_index)
+            if table is None:
+                table = super().download_chunk_bytes_from_index(chunk_index, 0, table_end)
+                with self._tables_lock:
+                    self._tables[chunk_index] = table
+            return table[offset : offset + length]
+
+    register_downloader("s3://", OffsetTableCachingS3Downloader, overwrite=True)

@@ -8,6 +8,7 @@ import json
 import pickle
 import shutil
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -241,3 +242,33 @@ def test_a_copy_of_the_store_elsewhere_reads_the_same(built: Path, tmp_path: Pat
     moved = tmp_path / "moved"
     shutil.copytree(built, moved)
     assert open_store(moved).keys() == open_store(built).keys()
+
+
+def _recorded_requests(endpoint: str, action: str) -> list[dict]:
+    """moto's request recorder: reset, start, stop, or (``download``) what it recorded."""
+    if action == "download":
+        with urllib.request.urlopen(f"{endpoint}/moto-api/recorder/download-recording") as reply:
+            return [json.loads(line) for line in reply.read().decode().splitlines() if line]
+    request = urllib.request.Request(
+        f"{endpoint}/moto-api/recorder/{action}-recording", method="POST"
+    )
+    urllib.request.urlopen(request).close()
+    return []
+
+
+def test_a_remote_video_costs_one_range_request(
+    built: Path, remote: RemoteSettings, s3_endpoint: str
+) -> None:
+    remote.client().create_bucket(Bucket="count")
+    upload_shards(built, "s3://count/v", remote, progress=False)
+    record = json.loads((built / SHARD_RECORD).read_text())
+    in_first_shard = record["keys"][: record["shards"][0]["entries"]]
+    store = open_store("s3://count/v", remote)
+    store.get(in_first_shard[0])  # opens the index
+    _recorded_requests(s3_endpoint, "reset")
+    _recorded_requests(s3_endpoint, "start")
+    for key in in_first_shard[1:]:
+        store.get(key)
+    _recorded_requests(s3_endpoint, "stop")
+    gets = [r for r in _recorded_requests(s3_endpoint, "download") if r["method"] == "GET"]
+    assert len(gets) == len(in_first_shard) - 1  # the shard's offset table came with the first
