@@ -219,3 +219,19 @@ def test_the_export_holds_the_released_checkpoints_key_list() -> None:
     heads = torch.load(heads_file, weights_only=True)
     released |= {k: tuple(v.shape) for k, v in heads.items()}
     assert {k: tuple(v.shape) for k, v in exported.items()} == released
+
+
+def test_a_pretraining_corpus_reads_its_videos_from_s3(
+    train_config, demo_shards: tuple[Path, str], s3_endpoint: str
+) -> None:
+    cfg = train_config(
+        "task=demo_pretrain",
+        f"task.datamodule.corpora.demo_videos.vis_db={demo_shards[1]}",
+        f"task.datamodule.storage.endpoint_url={s3_endpoint}",
+        "trainer.limit_train_batches=4",
+        "trainer.limit_val_batches=2",
+        "test=false",
+    )
+    metrics = train(cfg)
+    assert metrics["val/broken"] == 0.0
+    assert math.isfinite(metrics["val/mlm_loss_demo_videos"])
