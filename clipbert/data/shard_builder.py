@@ -17,6 +17,7 @@ from clipbert.data.shards import (
     LITDATA_INDEX,
     SHARD_RECORD,
     RemoteSettings,
+    object_key,
     resume_keys,
     split_url,
     write_shards,
@@ -139,10 +140,10 @@ def upload_shards(
     uploaded = 0
     for file in tqdm(shards, desc=f"uploading to {url}", unit="shard", disable=not progress):
         if present.get(file.name) != file.stat().st_size:
-            client.upload_file(str(file), bucket, _join(prefix, file.name))
+            client.upload_file(str(file), bucket, object_key(prefix, file.name))
             uploaded += 1
     for name in (LITDATA_INDEX, SHARD_RECORD):
-        client.upload_file(str(local / name), bucket, _join(prefix, name))
+        client.upload_file(str(local / name), bucket, object_key(prefix, name))
         uploaded += 1
     return uploaded
 
@@ -150,13 +151,9 @@ def upload_shards(
 def _remote_sizes(client: Any, bucket: str, prefix: str) -> dict[str, int]:
     sizes: dict[str, int] = {}
     pages = client.get_paginator("list_objects_v2").paginate(
-        Bucket=bucket, Prefix=_join(prefix, "")
+        Bucket=bucket, Prefix=object_key(prefix, "")
     )
     for page in pages:
         for obj in page.get("Contents", []):
             sizes[obj["Key"].rsplit("/", 1)[-1]] = obj["Size"]
     return sizes
-
-
-def _join(prefix: str, name: str) -> str:
-    return f"{prefix}/{name}" if prefix else name

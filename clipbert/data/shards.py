@@ -108,6 +108,11 @@ class RemoteSettings:
         return boto3.Session(**self.session_options()).client("s3", **self.storage_options())
 
 
+def object_key(prefix: str, name: str) -> str:
+    """The key of ``name`` under ``prefix`` in a bucket (no leading slash at the root)."""
+    return f"{prefix}/{name}" if prefix else name
+
+
 def split_url(url: str) -> tuple[str, str]:
     """``s3://bucket/a/b`` -> (``bucket``, ``a/b``)."""
     bucket, _, prefix = url.removeprefix("s3://").partition("/")
@@ -155,7 +160,7 @@ class ShardStore(VisualStore):
         bucket, prefix = split_url(self.path)
         url = f"{self.path}/{name}"
         try:
-            response = self.remote.client().get_object(Bucket=bucket, Key=f"{prefix}/{name}")
+            response = self.remote.client().get_object(Bucket=bucket, Key=object_key(prefix, name))
             return response["Body"].read()
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")

@@ -272,3 +272,12 @@ def test_a_remote_video_costs_one_range_request(
     _recorded_requests(s3_endpoint, "stop")
     gets = [r for r in _recorded_requests(s3_endpoint, "download") if r["method"] == "GET"]
     assert len(gets) == len(in_first_shard) - 1  # the shard's offset table came with the first
+
+
+def test_a_store_at_the_root_of_a_bucket(built: Path, remote: RemoteSettings) -> None:
+    remote.client().create_bucket(Bucket="rootstore")
+    upload_shards(built, "s3://rootstore", remote, progress=False)
+    store = open_store("s3://rootstore/", remote)
+    assert store.keys() == open_store(built).keys()
+    key = store.keys()[0]
+    assert store.get(key) == open_store(built).get(key)
