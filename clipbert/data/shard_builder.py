@@ -83,7 +83,7 @@ def build_shards(
     build = write_shards(
         entries(), store, shard_bytes=shard_bytes, settings=source.settings, overwrite=overwrite
     )
-    report.written = build.written + build.already_present
+    report.written = build.written
     report.already_present = build.already_present
     write_error_log(store, report.failed)
     return report
@@ -113,7 +113,7 @@ def shard_store_copy(
         overwrite=overwrite,
     )
     return BuildReport(
-        written=build.written + build.already_present,
+        written=build.written,
         failed=[],
         skipped_extension=0,
         store_path=target,
