@@ -4,6 +4,7 @@ nothing mocked."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -52,13 +53,22 @@ class S3Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+# the IAM calls of :func:`user_credentials`, made before a server that checks credentials
+# starts checking them
+_SETUP_CALLS = 3
+
+
 @contextmanager
-def s3_server() -> Iterator[S3Server]:
-    """Run moto's S3 server on a free loopback port."""
+def s3_server(check_credentials: bool = False) -> Iterator[S3Server]:
+    """Run moto's S3 server on a free loopback port. By default it accepts any credentials;
+    ``check_credentials`` makes it check them, against the user :func:`user_credentials`
+    creates (call it first)."""
     port = free_port()
     scratch = tempfile.TemporaryDirectory(prefix="s3_server_")
     # its request recorder (a test counts requests with it) writes here, not in the cwd
     env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(Path(scratch.name) / "recording")}
+    if check_credentials:
+        env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(_SETUP_CALLS)
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
@@ -76,3 +86,17 @@ def s3_server() -> Iterator[S3Server]:
             process.kill()
             process.wait()
         scratch.cleanup()
+
+
+def user_credentials(endpoint: str) -> tuple[str, str]:
+    """A user allowed everything on a server started with ``check_credentials``: its access
+    key id and secret."""
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1")
+    iam.create_user(UserName="clipbert")
+    allow_all = {"Effect": "Allow", "Action": "*", "Resource": "*"}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [allow_all]})
+    iam.put_user_policy(UserName="clipbert", PolicyName="all", PolicyDocument=policy)
+    key = iam.create_access_key(UserName="clipbert")["AccessKey"]
+    return key["AccessKeyId"], key["SecretAccessKey"]

@@ -164,16 +164,21 @@ class ShardStore(VisualStore):
             return response["Body"].read()
         except ClientError as err:
             code = err.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404"):
-                advice = "no shard store there: check the URL, or upload the built store"
-            elif code == "NoSuchBucket":
-                advice = "the bucket does not exist: check the URL"
-            else:
-                advice = (
-                    "check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or "
-                    "storage.profile)"
+            if code in ("NoSuchKey", "404", "NoSuchBucket"):
+                what = (
+                    "the bucket does not exist"
+                    if code == "NoSuchBucket"
+                    else "no shard store there"
                 )
-            raise FileNotFoundError(f"cannot read {url} ({code}: {err}); {advice}") from None
+                raise FileNotFoundError(
+                    f"cannot read {url} ({code}): {what}; check the URL, or upload the built "
+                    "store with `python preprocess.py mode=upload`"
+                ) from None
+            raise PermissionError(
+                f"cannot read {url} ({code}: {err}); check the credentials (AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or storage.profile) and their access to "
+                "the bucket"
+            ) from None
         except BotoCoreError as err:
             raise ConnectionError(
                 f"cannot read {url} ({err}); check storage.endpoint_url (or AWS_ENDPOINT_URL) "

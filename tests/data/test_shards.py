@@ -25,6 +25,7 @@ from clipbert.data.shards import (
 )
 from clipbert.data.store_access import open_store
 from clipbert.data.stores import LmdbStore, StoreNotEmptyError, UnreadableEntryError
+from tests.s3_server import s3_server, user_credentials
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
@@ -220,7 +221,7 @@ def test_wrong_urls_credentials_and_a_dead_endpoint_fail_clearly_and_quickly(
     remote.client().create_bucket(Bucket="there")
     with pytest.raises(FileNotFoundError, match="s3://nobucket/x/clipbert_shards.json.*bucket"):
         open_store("s3://nobucket/x", remote)
-    with pytest.raises(FileNotFoundError, match="s3://there/none/clipbert_shards.json.*upload"):
+    with pytest.raises(FileNotFoundError, match="s3://there/none/clipbert_shards.json.*no shard"):
         open_store("s3://there/none", remote)
     dead = RemoteSettings(endpoint_url="http://127.0.0.1:9", timeout_s=1, retries=1)
     started = time.monotonic()
@@ -281,3 +282,24 @@ def test_a_store_at_the_root_of_a_bucket(built: Path, remote: RemoteSettings) ->
     assert store.keys() == open_store(built).keys()
     key = store.keys()[0]
     assert store.get(key) == open_store(built).get(key)
+
+
+def test_wrong_credentials_are_named_when_the_store_opens(
+    built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with s3_server(check_credentials=True) as server:
+        key_id, secret = user_credentials(server.endpoint)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+        remote = RemoteSettings(endpoint_url=server.endpoint, cache_dir=str(tmp_path / "cache"))
+        remote.client().create_bucket(Bucket="locked")
+        upload_shards(built, "s3://locked/v", remote, progress=False)
+        assert open_store("s3://locked/v", remote).keys() == open_store(built).keys()
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+        with pytest.raises(
+            PermissionError, match="s3://locked/v.*SignatureDoesNotMatch.*credentials"
+        ):
+            open_store("s3://locked/v", remote)
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIANOBODY")
+        with pytest.raises(PermissionError, match="InvalidAccessKeyId"):
+            open_store("s3://locked/v", remote)
