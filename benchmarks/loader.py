@@ -49,9 +49,9 @@ from clipbert.data.datasets import VideoListDataset
 from clipbert.data.decoding import DEFAULT_FPS, DecodeError, VideoInfo, build_decoder
 from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.lmdb_builder import build_vis_db
+from clipbert.data.object_storage import RemoteSettings
 from clipbert.data.readers import VideoClipReader
 from clipbert.data.shard_builder import shard_store_copy, upload_shards
-from clipbert.data.shards import RemoteSettings
 from clipbert.data.store_access import open_store
 from clipbert.data.stores import LmdbStore, VisualStore
 from clipbert.models.backbone import PIXEL_MEAN_RGB, PIXEL_STD_RGB

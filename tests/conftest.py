@@ -49,8 +49,8 @@ def s3_endpoint() -> Iterator[str]:
 def demo_shards(demo_root: Path, s3_endpoint: str, tmp_path_factory) -> tuple[Path, str]:
     """The tiny demo's videos as a local shard store and the same store uploaded to the
     loopback server: (folder, s3:// URL)."""
+    from clipbert.data.object_storage import RemoteSettings
     from clipbert.data.shard_builder import shard_store_copy, upload_shards
-    from clipbert.data.shards import RemoteSettings
     from clipbert.data.stores import LmdbStore
 
     local = tmp_path_factory.mktemp("shards") / "demo_video_qa"

@@ -17,6 +17,7 @@ from clipbert.atomic_files import write_text_atomic
 from clipbert.cli.errors import reported
 from clipbert.data.decoding import build_decoder
 from clipbert.data.lmdb_builder import BuildReport, FileSource, build_vis_db
+from clipbert.data.object_storage import RemoteSettings, is_remote
 from clipbert.data.reencode import ReencodeSettings
 from clipbert.data.release_converters import SOURCES, build_ans2label, convert, write_jsonl
 from clipbert.data.shard_builder import (
@@ -25,7 +26,6 @@ from clipbert.data.shard_builder import (
     shard_store_copy,
     upload_shards,
 )
-from clipbert.data.shards import RemoteSettings, is_remote
 from clipbert.data.store_access import is_store, open_store
 from clipbert.data.store_tools import (
     check_annotations,

@@ -35,8 +35,8 @@ from clipbert.data.datasets import (
 from clipbert.data.decoding import build_decoder
 from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.loaders import LoaderSettings, check_int
+from clipbert.data.object_storage import RemoteSettings
 from clipbert.data.readers import ImageReader, VideoClipReader
-from clipbert.data.shards import RemoteSettings
 from clipbert.data.store_access import open_store
 from clipbert.data.stores import VisualStore
 from clipbert.data.text import TextTokenizer, load_tokenizer

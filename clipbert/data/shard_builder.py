@@ -13,15 +13,9 @@ from typing import Any
 from tqdm import tqdm
 
 from clipbert.data.lmdb_builder import BuildReport, FileSource, write_error_log
-from clipbert.data.shards import (
-    LITDATA_INDEX,
-    SHARD_RECORD,
-    RemoteSettings,
-    object_key,
-    resume_keys,
-    split_url,
-    write_shards,
-)
+from clipbert.data.object_storage import RemoteSettings, object_key, split_url
+from clipbert.data.shard_writer import resume_keys, write_shards
+from clipbert.data.shards import LITDATA_INDEX, SHARD_RECORD
 from clipbert.data.stores import VisualStore
 
 _UNITS = {

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from clipbert.data.shards import RemoteSettings, ShardStore, is_shard_store
+from clipbert.data.object_storage import RemoteSettings
+from clipbert.data.shards import ShardStore, is_shard_store
 from clipbert.data.stores import LMDB_DATA_FILE, FolderStore, LmdbStore, VisualStore
 
 

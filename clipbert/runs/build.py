@@ -17,7 +17,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from clipbert.data.shards import is_remote
+from clipbert.data.object_storage import is_remote
 from clipbert.models.checkpoints import initialize_from
 from clipbert.runs.record import TrainedRun
 from clipbert.tasks.base import ClipBertTask

@@ -15,14 +15,10 @@ import pytest
 from torch.utils.data import DataLoader
 
 from clipbert.data.lmdb_builder import FileSource, build_vis_db
+from clipbert.data.object_storage import RemoteSettings
 from clipbert.data.shard_builder import build_shards, parse_size, shard_store_copy, upload_shards
-from clipbert.data.shards import (
-    LITDATA_INDEX,
-    SHARD_RECORD,
-    RemoteSettings,
-    ShardStore,
-    write_shards,
-)
+from clipbert.data.shard_writer import write_shards
+from clipbert.data.shards import LITDATA_INDEX, SHARD_RECORD, ShardStore
 from clipbert.data.store_access import open_store
 from clipbert.data.stores import LmdbStore, StoreNotEmptyError, UnreadableEntryError
 from tests.s3_server import s3_server, user_credentials
