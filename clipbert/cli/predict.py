@@ -81,6 +81,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         n_clips=cfg.n_clips,
         batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
+        storage=cfg.storage,
     )
     datamodule = instantiate(datamodule_cfg)
     module = rebuild_module(

@@ -107,13 +107,15 @@ def evaluation_datamodule_config(
     n_clips: int | None = None,
     batch_size: int | None = None,
     num_workers: int | None = None,
+    storage: Mapping[str, Any] | None = None,
 ) -> DictConfig:
     """The datamodule config to predict ``split`` with the run: the training run's own, or
     ``task_datamodule`` (another task's data, e.g. the MSRVTT multiple-choice test for a
     retrieval model), with the run's tokenizer and these overrides. ``data_root`` moves the
     run's stores to another root; ``txt_db`` is one jsonl file for the split (the original's
     ``inference_txt_db``), ``vis_db`` another store, ``ans2label`` another answer vocabulary
-    file (which ``check_vocabulary`` then holds to the run's)."""
+    file (which ``check_vocabulary`` then holds to the run's); ``storage``'s set values replace
+    the recorded ``task.datamodule.storage`` ones (another endpoint for the run's s3:// stores)."""
     if task_datamodule is not None:
         dm = OmegaConf.create(OmegaConf.to_container(task_datamodule, resolve=True))
     else:
@@ -139,6 +141,9 @@ def evaluation_datamodule_config(
         dm.eval_batch_size = batch_size
     if num_workers is not None:
         dm.num_workers = num_workers
+    chosen = {key: value for key, value in (storage or {}).items() if value is not None}
+    if chosen:
+        dm.storage = {**(dm.get("storage") or {}), **chosen}
     return dm
 
 

@@ -143,3 +143,7 @@ def test_killed_mid_epoch_and_resumed_ends_like_an_uninterrupted_run(
         (out,) = (run / "predict").iterdir()
         predicted = json.loads((out / "metrics.json").read_text())
         assert predicted["acc"] == pytest.approx(resumed["test/acc"]) and predicted["broken"] == 0
+    if store == "s3":  # predict.py's storage.* replace the recorded ones
+        moved = ("storage.endpoint_url=http://127.0.0.1:9", "storage.timeout_s=1")
+        result = run_script("predict.py", f"run_dir={run}", *moved, cwd=tmp_path)
+        assert result.returncode != 0 and "127.0.0.1:9" in result.stderr
