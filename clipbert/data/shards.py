@@ -13,6 +13,8 @@ says how to reach the server.
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import os
 from pathlib import Path
@@ -56,9 +58,8 @@ class ShardStore(VisualStore):
         self.path = text.rstrip("/") if is_remote(text) else Path(text).expanduser().resolve()
         record = self._read_record()
         self._keys: list[str] = record["keys"]
-        self._shard_of: list[str] = [
-            shard["file"] for shard in record["shards"] for _ in range(shard["entries"])
-        ]
+        self._shards: list[str] = [shard["file"] for shard in record["shards"]]
+        self._shard_ends = list(itertools.accumulate(s["entries"] for s in record["shards"]))
         self._index = {key: i for i, key in enumerate(self._keys)}
         self._dataset: Any = None
 
@@ -129,7 +130,7 @@ class ShardStore(VisualStore):
         index = self._index.get(key)
         if index is None:
             raise self._missing(key)
-        shard = self._shard_of[index]
+        shard = self._shards[bisect.bisect_right(self._shard_ends, index)]
         try:
             item = self._streaming()[index]
         except Exception as err:  # the engine's errors vary by backend; all mean one thing

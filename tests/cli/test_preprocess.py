@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -63,27 +64,38 @@ def _entries(db: Path) -> int:
         return env.stat()["entries"]
 
 
-def test_killed_build_resumes_to_a_complete_valid_store(tmp_path: Path) -> None:
-    """SIGKILL part-way through, rerun: every file once, byte-exact, and `validate` clean."""
-    src = tmp_path / "images"
+def _same_image_400_times(src: Path) -> None:
+    """400 copies of one noisy JPEG: re-encoding each takes a few ms, so a build runs for
+    seconds and can be killed part-way."""
     src.mkdir()
     noise = np.random.default_rng(0).integers(0, 256, (384, 384, 3), dtype=np.uint8)
     Image.fromarray(noise).save(src / "img_0000.jpg", quality=95)
-    for i in range(1, 400):  # re-encoding each takes a few ms: the build runs for seconds
+    for i in range(1, 400):
         shutil.copy(src / "img_0000.jpg", src / f"img_{i:04d}.jpg")
-    dst = tmp_path / "vis_db"
-    args = [f"src={src}", f"dst={dst}", "file_type=image", "commit_every=20"]
+
+
+def _kill_build_when(args: list[str], cwd: Path, done: Callable[[], bool]) -> None:
+    """Start `preprocess.py args`, SIGKILL it once ``done()`` holds (or it ends, or 60 s)."""
     process = subprocess.Popen(
         [sys.executable, str(REPO / "preprocess.py"), *args],
-        cwd=tmp_path,
+        cwd=cwd,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     deadline = time.monotonic() + 60
-    while _entries(dst) < 40 and process.poll() is None and time.monotonic() < deadline:
+    while not done() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
+
+
+def test_killed_build_resumes_to_a_complete_valid_store(tmp_path: Path) -> None:
+    """SIGKILL part-way through, rerun: every file once, byte-exact, and `validate` clean."""
+    src = tmp_path / "images"
+    _same_image_400_times(src)
+    dst = tmp_path / "vis_db"
+    args = [f"src={src}", f"dst={dst}", "file_type=image", "commit_every=20"]
+    _kill_build_when(args, tmp_path, lambda: _entries(dst) >= 40)
     interrupted = _entries(dst)
     assert 40 <= interrupted < 400, "the build was not caught part-way"
     assert interrupted % 20 == 0  # whole commits only
@@ -136,24 +148,10 @@ def test_shards_killed_mid_build_resume_then_upload_and_inspect_from_s3(
     """format=shards under SIGKILL, rerun, then the same store tools on it locally and at
     s3://, after mode=upload."""
     src = tmp_path / "images"
-    src.mkdir()
-    noise = np.random.default_rng(0).integers(0, 256, (384, 384, 3), dtype=np.uint8)
-    Image.fromarray(noise).save(src / "img_0000.jpg", quality=95)
-    for i in range(1, 400):
-        shutil.copy(src / "img_0000.jpg", src / f"img_{i:04d}.jpg")
+    _same_image_400_times(src)
     dst = tmp_path / "shards"
     args = [f"src={src}", f"dst={dst}", "file_type=image", "format=shards", "shard_size=2MB"]
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "preprocess.py"), *args],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while _finished_shards(dst) < 2 and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=10)
+    _kill_build_when(args, tmp_path, lambda: _finished_shards(dst) >= 2)
     finished = _finished_shards(dst)
     assert finished >= 2 and not (dst / "index.json").exists(), "not caught part-way"
 
