@@ -191,3 +191,19 @@ def test_shards_killed_mid_build_resume_then_upload_and_inspect_from_s3(
                 ],
             )
         )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["format=parquet", "src=x"], "format must be one of lmdb, shards"),
+        (["format=shards", "src=x", "shard_size=lots"], "shard_size 'lots' is not a size"),
+        (["format=shards", "src=x", "dst=s3://b/x"], "builds on local disk"),
+        (["mode=upload", "out=/tmp/x"], "mode=upload needs out=s3://"),
+        (["storage.retries=-1"], r"storage: storage.retries must be an integer >= 0"),
+    ],
+)
+def test_bad_shard_options_are_named(tmp_path: Path, overrides: list[str], message: str) -> None:
+    cfg = compose_config("preprocess", [f"dst={tmp_path / 'store'}", *overrides])
+    with pytest.raises(ValueError, match=message):
+        preprocess(cfg)
