@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
+import wandb
 
 from clipbert.cli.train import train
 
@@ -38,6 +39,9 @@ def test_wandb_is_offline_by_default_and_keeps_config_and_metrics(
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     cfg = train_config("logger=wandb", "trainer.log_every_n_steps=1", "test=false")
     train(cfg)
+    # run.finish() can return before wandb's service has flushed the run file; the process's
+    # exit does this in a real run, teardown does it here
+    wandb.teardown()
     runs = list((Path(cfg.paths.output_dir) / "wandb").glob("offline-run-*"))
     assert len(runs) == 1, "an offline run folder"
     (record,) = runs[0].glob("run-*.wandb")
