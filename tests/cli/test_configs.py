@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 
@@ -41,6 +43,18 @@ def test_overrides_reach_the_objects() -> None:
         cfg.model, cfg.task.module, image_size=64, vocab_size=50, answer_vocabulary=["a", "b"]
     )
     assert module.backbone.bert.config.num_hidden_layers == 1
+
+
+@pytest.mark.parametrize("trainer", ["auto", "cpu", "gpu", "ddp", "ddp_multinode", "fsdp"])
+def test_every_lightning_trainer_argument_overrides_without_plus(trainer: str) -> None:
+    """Users type Lightning's own names: each Trainer argument is a key of every trainer config
+    (the loggers and callbacks have their own config groups)."""
+    arguments = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self"}
+    cfg = compose_config("train", [f"trainer={trainer}"])
+    assert arguments - {"logger", "callbacks"} <= set(cfg.trainer)
+    for override in ("trainer.fast_dev_run=true", "trainer.profiler=simple", "trainer.min_steps=3"):
+        key, value = override.removeprefix("trainer.").split("=")
+        assert str(compose_config("train", [override]).trainer[key]).lower() == value
 
 
 def test_misspelled_key_is_refused() -> None:
