@@ -28,6 +28,8 @@ def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -
         "trainer.devices=2",
         "trainer.strategy=ddp",
         "trainer.num_sanity_val_steps=0",
+        "trainer.log_every_n_steps=1",
+        "callbacks.throughput.window_size=2",
         f"hydra.run.dir={run}",
         cwd=tmp_path,
         timeout=600,
@@ -35,6 +37,13 @@ def test_two_process_retrieval_ranks_like_one(demo_root: Path, tmp_path: Path) -
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/broken"] == 0
+    with (run / "csv" / "metrics.csv").open() as file:
+        rates = [
+            float(row["train/samples_per_sec"])
+            for row in csv.DictReader(file)
+            if row.get("train/samples_per_sec")
+        ]
+    assert rates and min(rates) > 0  # the job's rate: both processes' videos
 
     out = tmp_path / "predict"  # one process, the same checkpoint
     single = predict(
