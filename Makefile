@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_RUN ?= outputs/demo_video_qa/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: demo demo-pretrain test test-slow lint bench venv clean-demo
+.PHONY: demo demo-pretrain test test-slow test-core lint bench venv clean-demo
 
 venv: $(VENV_STAMP)
 
@@ -37,6 +37,23 @@ test: venv
 
 test-slow: venv
 	$(PY) -m pytest -m slow
+
+# The core install alone, as the README's Installation section says (`pip install -e .`: no
+# extras, so no decord, no loggers beyond CSV): the data and decoder tests, then a short demo
+# training and prediction. A fresh venv each time, in $(CORE_VENV).
+CORE_VENV ?= .venv-core
+CORE_RUN ?= outputs/core_install/$(shell date +%Y-%m-%d_%H-%M-%S)
+test-core:
+	rm -rf $(CORE_VENV) && $(PYTHON) -m venv $(CORE_VENV)
+	$(CORE_VENV)/bin/pip install --quiet -e . pytest pytest-timeout hypothesis 2>&1 \
+		| { grep -v "is ignored" || true; }
+	$(CORE_VENV)/bin/python -c "import importlib.util as u, sys; \
+		sys.exit('decord is installed: not a core install' if u.find_spec('decord') else 0)"
+	$(CORE_VENV)/bin/python -m pytest -p no:cacheprovider tests/data tests/demo
+	$(CORE_VENV)/bin/python train.py trainer.accelerator=cpu trainer.max_epochs=1 \
+		trainer.limit_train_batches=20 trainer.limit_val_batches=4 trainer.limit_test_batches=4 \
+		trainer.enable_progress_bar=false callbacks.progress_bar=null hydra.run.dir=$(CORE_RUN)
+	$(CORE_VENV)/bin/python predict.py run_dir=$(CORE_RUN) split=test
 
 # Speed and memory on this machine (about 12 minutes on 2 cores); each script appends its table,
 # the date, the machine and the command to benchmarks/RESULTS.md.
