@@ -12,10 +12,12 @@ the data position. The gaps closed here:
   epoch: Lightning drops the loader state when ``trainer.estimated_stepping_batches`` ran before
   the restore, as our ``configure_optimizers`` does (Lightning issue #20550), and it creates
   the resumed iterator before telling the sampler the epoch.
+- ``requeued_checkpoint``: a job SLURM restarted continues from its own newest checkpoint.
 """
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -94,3 +96,14 @@ def set_random_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def requeued_checkpoint(run_dir: Path) -> Path | None:
+    """In a job SLURM restarted (``SLURM_RESTART_COUNT``), the newest checkpoint of its folder:
+    Lightning's ``hpc_ckpt_<n>.ckpt``, saved when the requeue signal came, or
+    ``checkpoints/last.ckpt`` when the job was stopped without one (a preemption that sent only
+    SIGTERM). Lightning alone would take an older hpc checkpoint, or start over without one."""
+    if int(os.environ.get("SLURM_RESTART_COUNT") or 0) < 1:
+        return None
+    found = [*run_dir.glob("hpc_ckpt_*.ckpt"), *run_dir.glob("checkpoints/last.ckpt")]
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None

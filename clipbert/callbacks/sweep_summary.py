@@ -4,6 +4,10 @@ Each job folder holds ``.hydra/overrides.yaml`` (what the job changed) and, once
 finished, ``metrics.json``. The summary lists one row per job, best first by the task's
 validation metric, in ``summary.csv`` and ``summary.md`` beside the job folders; a job that
 failed or was stopped has no metrics and is listed last, marked so.
+
+Whatever ran the jobs (the local launcher, submitit's local or SLURM launcher, or a hand-made job
+array writing into one folder), ``clipbert-summarize <sweep dir>`` writes the same summary
+afterwards, ranked by the metric recorded in the jobs' configs.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from clipbert.atomic_files import write_text_atomic
 
@@ -42,6 +46,18 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
             row["status"] = "no metrics (failed or stopped)"
         rows.append(row)
     return rows
+
+
+def recorded_monitor(sweep_dir: Path) -> tuple[str, str]:
+    """The validation metric and its mode (``task.monitor``, ``task.monitor_mode``) from the
+    first job's saved config (``<job>/.hydra/config.yaml``)."""
+    for config_file in sorted(sweep_dir.glob("*/.hydra/config.yaml")):
+        task = OmegaConf.load(config_file).get("task") or {}
+        if task.get("monitor"):
+            return str(task.monitor), str(task.get("monitor_mode", "max"))
+    raise FileNotFoundError(
+        f"no job folder in {sweep_dir} holds .hydra/config.yaml with task.monitor"
+    )
 
 
 def rank_rows(rows: list[dict[str, Any]], monitor: str, mode: str) -> list[dict[str, Any]]:
@@ -85,6 +101,11 @@ def write_summary(sweep_dir: Path, monitor: str, mode: str) -> list[dict[str, An
     return rows
 
 
+def short_table(rows: list[dict[str, Any]], monitor: str) -> str:
+    """The jobs with the monitored metric and its test counterpart only: for the log."""
+    return to_markdown(rows, [*FIXED_COLUMNS, monitor, "test/" + monitor.split("/", 1)[-1]])
+
+
 class SweepSummary(Callback):
     """Hydra callback: after a multirun, summarise its jobs (see the module docstring)."""
 
@@ -92,7 +113,6 @@ class SweepSummary(Callback):
         sweep_dir = Path(config.hydra.sweep.dir)
         monitor, mode = config.task.monitor, config.task.monitor_mode
         rows = write_summary(sweep_dir, monitor, mode)
-        short = [monitor, "test/" + monitor.split("/", 1)[-1]]
-        table = to_markdown(rows, [*FIXED_COLUMNS, *short])
+        table = short_table(rows, monitor)
         log.info("sweep of %d jobs, best first by %s:\n%s", len(rows), monitor, table)
         log.info("summary: %s and summary.csv", sweep_dir / "summary.md")

@@ -8,6 +8,7 @@ call stack; ``HYDRA_FULL_ERROR=1`` still shows the traceback, as Hydra documents
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 from collections.abc import Callable
 from typing import TypeVar
@@ -23,6 +24,8 @@ R = TypeVar("R")
 # see the traceback.
 INPUT_ERRORS = (ValueError, OSError, LookupError, DecodeError, DecoderHungError)
 WORKER_TRACEBACK = "Traceback (most recent call last)"
+# `hydra/launcher=NAME` choices that hydra-submitit-launcher (the [slurm] extra) provides
+SUBMITIT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")
 
 
 def reported(task: Callable[[DictConfig], R]) -> Callable[[DictConfig], R]:
@@ -54,3 +57,22 @@ def one_line(exc: BaseException) -> str:
     if not isinstance(exc, INPUT_ERRORS):
         line += " (HYDRA_FULL_ERROR=1 shows the traceback)"
     return line
+
+
+def require_launcher_plugin(overrides: list[str]) -> None:
+    """Stop, naming the extra to install, when an override picks a submitit launcher that is not
+    installed: Hydra would only say that it cannot load ``hydra/launcher/submitit_slurm``."""
+    for override in overrides:
+        group, _, choice = override.partition("=")
+        picked = group.lstrip("+~") == "hydra/launcher" and choice in SUBMITIT_LAUNCHERS
+        if picked and not _importable("hydra_plugins.hydra_submitit_launcher"):
+            raise SystemExit(
+                f"error: {override} needs hydra-submitit-launcher: pip install clipbert[slurm]"
+            )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # its parent package is missing
+        return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import hydra
@@ -15,8 +16,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from clipbert.allocator import keep_freed_memory
 from clipbert.atomic_files import write_text_atomic
+from clipbert.callbacks.resume import requeued_checkpoint
 from clipbert.callbacks.run_record import RunRecorder
-from clipbert.cli.errors import reported
+from clipbert.cli.errors import reported, require_launcher_plugin
 from clipbert.runs.build import build_task
 from clipbert.runs.configs import CONFIG_DIR
 from clipbert.runs.devices import describe_devices, resolve_precision
@@ -70,7 +72,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks.append(RunRecorder(resolved, datamodule.tokenizer))
     loggers = _instantiate_all(cfg.get("logger"))
-    if cfg.get("ckpt_path") and rank_zero_only.rank == 0:
+    ckpt_path = resume_from(cfg, output_dir)
+    if ckpt_path and rank_zero_only.rank == 0:
         keep_earlier_metrics(loggers)
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log.info(describe_devices(trainer))
@@ -78,9 +81,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger.log_hyperparams(resolved)
 
     try:
-        return _fit_and_test(cfg, trainer, datamodule, module, output_dir)
+        return _fit_and_test(cfg, trainer, datamodule, module, output_dir, ckpt_path)
     finally:
         finish_runs(trainer.loggers)
+
+
+def resume_from(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path``, unless SLURM requeued this job: then its own newest checkpoint."""
+    requeued = requeued_checkpoint(output_dir)
+    if requeued is None:
+        return cfg.get("ckpt_path")
+    log.info("SLURM restarted this job: resuming from %s", requeued)
+    return str(requeued)
 
 
 def finish_runs(loggers: list) -> None:
@@ -96,8 +108,9 @@ def _fit_and_test(
     datamodule: pl.LightningDataModule,
     module: pl.LightningModule,
     output_dir: Path,
+    ckpt_path: str | None,
 ) -> dict[str, float]:
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
     metrics = {
         k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "data/"))
     }
@@ -121,8 +134,14 @@ def _fit_and_test(
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 @reported
-def main(cfg: DictConfig) -> float | None:
-    """Console entry point (``python train.py`` / ``clipbert-train``). Returns the best value of
-    the task's validation metric: the objective of an Optuna sweep."""
+def run(cfg: DictConfig) -> float | None:
+    """The Hydra task of each run or sweep job. Returns the best value of the task's validation
+    metric: the objective of an Optuna sweep."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     return train(cfg).get(f"{cfg.task.monitor}_best")
+
+
+def main() -> None:
+    """Console entry point (``python train.py`` / ``clipbert-train``)."""
+    require_launcher_plugin(sys.argv[1:])
+    run()

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from clipbert.callbacks.sweep_summary import write_summary
+from clipbert.cli.summarize import main as summarize
 from tests.helpers import run_train, tiny_demo_overrides
 
 
@@ -59,6 +60,55 @@ def test_a_job_without_metrics_is_listed_last(tmp_path: Path) -> None:
     assert rows[-1]["status"].startswith("no metrics")
     assert (tmp_path / "summary.md").read_text().count("\n") == 2 + 3
     assert [r["job"] for r in write_summary(tmp_path, "val/acc", "min")] == ["0", "2", "1"]
+
+
+def test_clipbert_summarize_ranks_a_folder_of_jobs_by_their_recorded_metric(
+    tmp_path: Path, capsys
+) -> None:
+    """Jobs of a hand-made job array: each ran train.py with hydra.run.dir=<sweep>/<job>."""
+    for job, loss in (("0", 0.5), ("1", 0.25), ("2", None)):
+        hydra_dir = tmp_path / job / ".hydra"
+        hydra_dir.mkdir(parents=True)
+        (hydra_dir / "overrides.yaml").write_text(f"- seed={job}\n")
+        task = {"name": "demo", "monitor": "val/loss", "monitor_mode": "min"}
+        (hydra_dir / "config.yaml").write_text(yaml.safe_dump({"seed": 0, "task": task}))
+        if loss is not None:
+            (tmp_path / job / "metrics.json").write_text(json.dumps({"val/loss": loss}))
+    summarize([str(tmp_path)])
+    with (tmp_path / "summary.csv").open() as file:
+        assert [r["job"] for r in csv.DictReader(file)] == ["1", "0", "2"]  # min first
+    assert "3 jobs, best first by val/loss" in capsys.readouterr().out
+    summarize([str(tmp_path), "--monitor", "val/loss", "--mode", "max"])
+    assert (tmp_path / "summary.md").read_text().splitlines()[2].startswith("| 0 |")
+    with pytest.raises(SystemExit, match="pass --monitor"):
+        summarize([str(tmp_path / "0")])
+
+
+@pytest.mark.slow
+def test_a_sweep_through_submitit_writes_its_summary(demo_root: Path, tmp_path: Path) -> None:
+    """hydra/launcher=submitit_local: each job in its own process, the summary at the end."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="the [slurm] extra")
+    sweep = tmp_path / "submitit"
+    result = run_train(
+        "-m",
+        "hydra/launcher=submitit_local",
+        "seed=1,2",
+        *tiny_demo_overrides(demo_root),
+        "trainer.max_epochs=1",
+        "trainer.num_sanity_val_steps=0",
+        "trainer.limit_train_batches=1",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=1",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # two jobs ran
+    with (sweep / "summary.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert sorted(r["overrides"].split()[0] for r in rows) == ["seed=1", "seed=2"]
+    assert {r["status"] for r in rows} == {"done"} and all(r["test/acc"] for r in rows)
+    assert "| job | overrides | status | val/acc |" in (sweep / "summary.md").read_text()
 
 
 def test_an_optuna_search_runs_its_trials_and_reports_the_best(
