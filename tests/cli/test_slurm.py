@@ -128,8 +128,9 @@ def _global_step(checkpoint: Path) -> int:
 def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
     demo_root: Path, tmp_path: Path
 ) -> None:
-    """SIGUSR1 mid-epoch: Lightning saves hpc_ckpt_1.ckpt and calls ``scontrol requeue``; SLURM
-    then stops the job (SIGTERM) and starts it again, which resumes from that checkpoint."""
+    """SIGUSR1 mid-epoch: at the next batch end Lightning saves hpc_ckpt_1.ckpt and calls
+    ``scontrol requeue``; SLURM then stops the job (SIGTERM) and starts it again, which resumes
+    from that checkpoint and misses no batch."""
     bin_dir, run = tmp_path / "bin", tmp_path / "run"
     bin_dir.mkdir()
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "scontrol.txt"}\n')
@@ -159,6 +160,9 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
         process.wait()
     assert (tmp_path / "scontrol.txt").read_text() == "requeue 4242\n"
     saved_at = _global_step(run / "hpc_ckpt_1.ckpt")
+    hpc = torch.load(run / "hpc_ckpt_1.ckpt", map_location="cpu", weights_only=False)
+    batches = hpc["loops"]["fit_loop"]["epoch_loop.batch_progress"]["current"]
+    assert batches["processed"] == batches["ready"]  # saved at a batch end, not mid-step
     assert 5 <= saved_at < 12 and not (run / "metrics.json").exists()
 
     env["SLURM_RESTART_COUNT"] = "1"
@@ -167,8 +171,8 @@ def test_a_job_signalled_before_its_time_limit_is_requeued_and_resumes(
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {run / 'hpc_ckpt_1.ckpt'}" in result.stdout + result.stderr
-    # Lightning saved mid-step: the batch in flight is left out (docs/distributed.md)
-    assert _global_step(run / "checkpoints" / "last.ckpt") in (2 * 12 - 1, 2 * 12)
+    # saved at a batch end (clipbert.callbacks.requeue): every batch is trained once
+    assert _global_step(run / "checkpoints" / "last.ckpt") == 2 * 12
     assert "test/acc" in json.loads((run / "metrics.json").read_text())
     assert (run / "csv" / "metrics.part1.csv").is_file()  # what the first start logged is kept
 
