@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -24,6 +25,18 @@ R = TypeVar("R")
 # see the traceback.
 INPUT_ERRORS = (ValueError, OSError, LookupError, DecodeError, DecoderHungError)
 WORKER_TRACEBACK = "Traceback (most recent call last)"
+# Packages that an extra of clipbert installs: a missing one's error names the extra.
+EXTRA_OF_PACKAGE = {
+    "wandb": "wandb",
+    "tensorboardX": "tensorboard",
+    "tensorboard": "tensorboard",
+    "decord": "decord",
+    "torchcodec": "torchcodec",
+    "litdata": "shards",
+    "boto3": "shards",
+    "optuna": "sweep",
+    "submitit": "slurm",
+}
 # `hydra/launcher=NAME` choices that hydra-submitit-launcher (the [slurm] extra) provides
 SUBMITIT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")
 
@@ -54,9 +67,20 @@ def one_line(exc: BaseException) -> str:
     else:
         text = f"{type(exc).__name__}: {text}"
     line = " ".join(part.strip() for part in text.splitlines() if part.strip())
-    if not isinstance(exc, INPUT_ERRORS):
+    hint = install_hint(line) if isinstance(exc, ImportError) else ""
+    if hint:
+        line += hint
+    elif not isinstance(exc, INPUT_ERRORS):
         line += " (HYDRA_FULL_ERROR=1 shows the traceback)"
     return line
+
+
+def install_hint(message: str) -> str:
+    """`` (pip install 'clipbert[EXTRA]')`` when ``message`` names a package an extra installs
+    (Lightning's loggers say "Requirement 'wandb>=0.12.10' not met"), else ``""``."""
+    words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
+    extras = sorted({extra for package, extra in EXTRA_OF_PACKAGE.items() if package in words})
+    return "".join(f" (pip install 'clipbert[{extra}]')" for extra in extras)
 
 
 def require_launcher_plugin(overrides: list[str]) -> None:

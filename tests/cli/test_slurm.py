@@ -20,7 +20,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import ValidationError
 
 from clipbert.callbacks.resume import requeued_checkpoint
-from clipbert.cli.errors import require_launcher_plugin
+from clipbert.cli.errors import one_line, require_launcher_plugin
 from clipbert.runs.configs import CONFIG_DIR
 from tests.helpers import REPO, tiny_demo_overrides
 
@@ -182,3 +182,15 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 300) -> Non
     while not path.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert path.exists(), f"{path} never appeared (exit code {process.poll()})"
+
+
+def test_a_missing_extra_is_named_in_the_error_line() -> None:
+    """What Lightning's loggers raise without their package, as the command line prints it."""
+    wandb_missing = ModuleNotFoundError(
+        "Requirement 'wandb>=0.12.10' not met. HINT: Try running `pip install -U 'wandb>=0.12.10'`"
+    )
+    assert one_line(wandb_missing).endswith("(pip install 'clipbert[wandb]')")
+    neither = ModuleNotFoundError("Neither `tensorboard` nor `tensorboardX` is available.")
+    assert one_line(neither).endswith("(pip install 'clipbert[tensorboard]')")
+    ours = ModuleNotFoundError("No module named 'clipbert.nothing'")
+    assert one_line(ours).endswith("(HYDRA_FULL_ERROR=1 shows the traceback)")
