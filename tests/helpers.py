@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from clipbert.data.decoding import VideoDecoder, build_decoder
 from clipbert.runs.configs import CONFIG_DIR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -31,6 +32,15 @@ def load_fixture(*parts: str) -> object:
     if not path.is_file():
         pytest.skip(f"parity fixture not found at {path}")
     return torch.load(path, weights_only=True)
+
+
+def decoder_or_skip(name: str, **kwargs: object) -> VideoDecoder:
+    """``build_decoder(name, **kwargs)``; the test is skipped where that decoder's library is
+    not installed or does not load (decord and torchcodec are optional), saying which."""
+    try:
+        return build_decoder(name, **kwargs)
+    except ImportError as exc:
+        pytest.skip(f"the {name} decoder is not available here: {exc}")
 
 
 def compose_config(name: str, overrides: list[str]) -> DictConfig:

@@ -50,8 +50,9 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     """Predict ``cfg.split`` with a checkpoint; write our outputs and the original's.
 
     The checkpoint is ``cfg.ckpt_path``, or the one ``cfg.run_dir`` and ``cfg.step`` pick
-    (:mod:`clipbert.runs.selection`): a clipbert ``.ckpt`` or, with ``cfg.task`` naming its
-    task, an original ClipBERT checkpoint (whose answers ``cfg.ans2label`` may give).
+    (:mod:`clipbert.runs.selection`): a clipbert ``.ckpt``, a model folder (``convert.py
+    to=folder``) or, with ``cfg.task`` naming its task, an original ClipBERT checkpoint (whose
+    answers ``cfg.ans2label`` may give).
     """
     if cfg.get("keep_freed_memory", True):
         keep_freed_memory()
@@ -62,8 +63,8 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     checkpoint = select_checkpoint(cfg.get("ckpt_path"), cfg.get("run_dir"), cfg.get("step"))
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"ckpt_path={checkpoint}: no such file")
+    if not checkpoint.exists():
+        raise FileNotFoundError(f"ckpt_path={checkpoint}: no such file or model folder")
     if cfg.get("video") or cfg.get("image"):
         return predict_one(cfg, checkpoint)
     output_dir = Path(cfg.paths.output_dir)
@@ -123,8 +124,9 @@ def predict_one(cfg: DictConfig, checkpoint: Path) -> dict[str, float]:
     device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
     if cfg.accelerator == "auto" and torch.cuda.is_available():
         device = "cuda"
-    predictor = Predictor.from_checkpoint(
-        checkpoint, device, cfg.n_clips, cfg.score_agg, cfg.trusted_targets or ()
+    run = load_any_run(checkpoint, cfg, ans2label=cfg.get("ans2label"))
+    predictor = Predictor.from_run(
+        run, device, cfg.n_clips, cfg.score_agg, precision=str(cfg.precision)
     )
     if cfg.get("caption"):
         score = predictor.match(visual, cfg.caption)

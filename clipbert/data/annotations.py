@@ -6,7 +6,7 @@ Errors name the file and line so a user can fix a broken annotation without read
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -38,6 +38,14 @@ class VideoQAExample:
         return self.video_id
 
 
+def option_texts(question: str, options: Sequence[str]) -> list[str]:
+    """The text rows of a multiple-choice question, one per option: ``question + " " + option``
+    as the original scores them, or the option alone without a question."""
+    if not question:
+        return list(options)
+    return [f"{question} {option}" for option in options]
+
+
 @dataclass(frozen=True)
 class VideoMCExample:
     """One multiple-choice question about one video (TGIF Action / Transition shape).
@@ -55,9 +63,7 @@ class VideoMCExample:
 
     def texts(self) -> list[str]:
         """One text per option."""
-        if not self.question:
-            return list(self.options)
-        return [f"{self.question} {option}" for option in self.options]
+        return option_texts(self.question, self.options)
 
     @property
     def store_key(self) -> str:

@@ -1,4 +1,5 @@
-"""Where the shipped Hydra configs live, and which classes they may make Hydra build.
+"""Where the shipped Hydra configs live, how Python composes one, and which classes they may
+make Hydra build.
 
 Rebuilding a model from a checkpoint instantiates the ``_target_`` entries of its recorded
 config; a checkpoint from someone else could name any callable (``os.system``), which is as
@@ -13,13 +14,21 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, OmegaConf
 
 _PACKAGE = Path(__file__).resolve().parents[1]
 # A wheel ships the configs inside the package; a source checkout keeps them at the top level.
 CONFIG_DIR = str(
     next((p for p in (_PACKAGE / "configs", _PACKAGE.parent / "configs") if p.is_dir()), "")
 )
+
+
+def compose_shipped(name: str, overrides: Sequence[str] = ()) -> DictConfig:
+    """A shipped config composed as its entry point composes it (``predict`` with
+    ``task=NAME``: what an original checkpoint is paired with), for callers outside Hydra."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name=name, overrides=list(overrides))
 
 
 def check_targets(config: Any, source: str, trusted: Sequence[str] = ()) -> None:

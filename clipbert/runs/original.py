@@ -1,4 +1,5 @@
-"""Checkpoints of the original ClipBERT code as runs that ``predict.py`` can use.
+"""Checkpoints of the original ClipBERT code as runs that ``predict.py`` can use, and the one
+loader of every run source (``load_any_run``: a ``.ckpt``, a model folder or an original ``.pt``).
 
 An original ``model_step_N.pt`` holds weights only. Everything else a prediction needs
 (answer vocabulary, tokenizer, sampling, image size) comes from our task config, as it came
@@ -24,6 +25,7 @@ from clipbert.models.checkpoints import (
 )
 from clipbert.models.original import infer_bert_config
 from clipbert.runs.configs import check_targets
+from clipbert.runs.model_folder import load_model_folder
 from clipbert.runs.record import TrainedRun, tokenizer_files
 
 log = logging.getLogger(__name__)
@@ -77,8 +79,9 @@ def run_from_original(state_dict: dict[str, Tensor], cfg: DictConfig) -> Trained
 
 
 def load_any_run(path: str | Path, cfg: DictConfig, ans2label: str | None = None) -> TrainedRun:
-    """A clipbert ``.ckpt`` as recorded, or an original checkpoint paired with ``cfg.task``
-    (and with the answers of ``ans2label``, the original's ``--ans2label_path``, if given).
+    """A clipbert ``.ckpt`` or model folder as recorded, or an original checkpoint paired with
+    ``cfg.task`` (and with the answers of ``ans2label``, the original's ``--ans2label_path``,
+    if given).
 
     ``cfg`` is a predict/convert config: ``task=NAME`` composes the task group into it, and
     its ``paths.data_root`` becomes ``data_root`` (when given), made absolute.
@@ -87,10 +90,13 @@ def load_any_run(path: str | Path, cfg: DictConfig, ans2label: str | None = None
         cfg.paths.data_root = str(Path(cfg.data_root or cfg.paths.data_root).expanduser().resolve())
         if ans2label and cfg.get("task") is not None:
             cfg.task.datamodule.ans2label = str(Path(ans2label).expanduser().resolve())
+    trusted = cfg.get("trusted_targets") or ()
+    if Path(path).is_dir():
+        return load_model_folder(path, trusted)
     checkpoint = load_plain(path)
     run = TrainedRun.from_checkpoint(checkpoint)
     if run is not None:
-        check_targets(run.config, f"the run record of {path}", cfg.get("trusted_targets") or ())
+        check_targets(run.config, f"the run record of {path}", trusted)
         return run
     state_dict = unwrap_state_dict(checkpoint, path)
     if not is_original_layout(state_dict):

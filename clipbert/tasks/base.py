@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,10 +15,10 @@ from torch import Tensor, nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from clipbert.data.batches import FramesBatch, QABatch
+from clipbert.data.batches import Frames, FramesBatch, QABatch
 from clipbert.data.text import TextTokenizer
 from clipbert.models.backbone import ClipBertBackbone
-from clipbert.models.heads import SCORE_AGGREGATIONS
+from clipbert.models.heads import SCORE_AGGREGATIONS, aggregate_clip_logits
 from clipbert.tasks.optimization import (
     MIN_LR,
     clip_grad_norm,
@@ -44,19 +44,46 @@ class PredictionReport:
     files: list[Path] = field(default_factory=list)
 
 
-def one_input_batch(frames: Tensor, texts: list[str], tokenize: TextTokenizer) -> QABatch:
-    """One video's (or image's) frames (1, N, T, 3, H, W) with the text rows of one question,
-    as a batch on the frames' device."""
+def question_batch(
+    frames: Frames,
+    texts: list[str],
+    visual_index: list[int],
+    texts_per_question: int,
+    tokenize: TextTokenizer,
+    device: torch.device,
+) -> QABatch:
+    """Questions about V inputs (videos or images), without gold answers: ``texts`` holds
+    ``texts_per_question`` consecutive rows per question (its options, or one row), and
+    ``visual_index`` the input each question is about, so an input asked several questions is
+    encoded once. Everything but the frames is put on ``device``."""
     input_ids, attention_mask = tokenize(texts)
-    device = frames.device
+    index = torch.tensor(visual_index, dtype=torch.long, device=device)
     return QABatch(
         frames=frames,
         input_ids=input_ids.to(device),
         attention_mask=attention_mask.to(device),
-        visual_index=torch.zeros(len(texts), dtype=torch.long, device=device),
-        labels=torch.zeros(1, dtype=torch.long, device=device),
-        texts_per_question=len(texts),
+        visual_index=index.repeat_interleave(texts_per_question),
+        labels=torch.zeros(len(visual_index), dtype=torch.long, device=device),
+        texts_per_question=texts_per_question,
     )
+
+
+@dataclass
+class CandidateScores:
+    """What a task says about a batch of Q questions (``answer``, ``choose``, ``match``): the
+    probability of each question's C candidates (the answer vocabulary, the options, or the
+    one caption) and what it comes from, so the Predictor can show each clip's part.
+
+    ``logits`` are the head's scores after ``score_agg`` over the N clips of ``clip_logits``
+    (Q, N, C), or (Q, N, C, 2) where a candidate's probability is a match/no-match softmax;
+    ``probs`` (Q, C) is the task's probability of ``logits``, and ``clip_probs`` (Q, N, C)
+    that of each clip alone. ``labels`` names the candidates when the task owns them."""
+
+    probs: Tensor
+    logits: Tensor
+    clip_probs: Tensor
+    clip_logits: Tensor
+    labels: list[str] | None = None
 
 
 class ClipBertTask(pl.LightningModule):
@@ -69,8 +96,9 @@ class ClipBertTask(pl.LightningModule):
       also updates the ``predict`` stage's metric, the same kind that evaluation logs;
     - ``write_predictions``: the split's prediction files, ours and the original's, and its
       metrics, from those outputs and that metric;
-    - ``answer`` / ``choose`` / ``match``: one video (or image) with one question, one set of
-      options or one caption; a task that cannot score such an input raises ``TypeError``.
+    - ``answer`` / ``choose`` / ``match``: questions, option sets or captions about a batch of
+      videos (or images), scored per clip and aggregated (:class:`CandidateScores`); a task
+      that cannot score such an input raises ``TypeError``.
     """
 
     def __init__(
@@ -99,6 +127,9 @@ class ClipBertTask(pl.LightningModule):
         self.score_agg = score_agg
         self.accumulation = accumulation
         self.batch_facts: dict | None = None  # set when the optimizer is configured
+        # the FLOPs of one training batch (forward and backward), counted on the first one by
+        # clipbert.callbacks.monitoring.TrainingMonitor; Lightning's ThroughputMonitor reads it
+        self.flops_per_batch: int | None = None
 
     def on_train_batch_start(self, batch: FramesBatch, batch_idx: int) -> None:
         """Count the unreadable training videos that the loader replaced (``data/broken``)."""
@@ -121,22 +152,35 @@ class ClipBertTask(pl.LightningModule):
         others pass None and write nothing."""
         raise NotImplementedError
 
-    def answer(
-        self, frames: Tensor, question: str, tokenize: TextTokenizer, top_k: int
-    ) -> list[tuple[str, float]]:
-        """Open-ended QA on one input (frames (1, N, T, 3, H, W)): the ``top_k`` answers of the
-        vocabulary with their probabilities, best first."""
+    def answer(self, batch: QABatch) -> CandidateScores:
+        """Open-ended QA, one text row per question: every answer of the vocabulary scored."""
         raise TypeError(f"{type(self).__name__} does not answer open questions")
 
-    def choose(
-        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
-    ) -> list[float]:
-        """Multiple choice on one input: the probability of each option, in their order."""
+    def choose(self, batch: QABatch) -> CandidateScores:
+        """Multiple choice, ``texts_per_question`` option rows per question: each option's
+        probability, in their order."""
         raise TypeError(f"{type(self).__name__} does not score options")
 
-    def match(self, frames: Tensor, caption: str, tokenize: TextTokenizer) -> float:
-        """Retrieval on one input: p(the caption describes the video)."""
+    def match(self, batch: QABatch) -> CandidateScores:
+        """Retrieval, one caption row per question: p(the caption describes the input)."""
         raise TypeError(f"{type(self).__name__} does not score captions")
+
+    def scored(
+        self,
+        clip_logits: Tensor,
+        probabilities: Callable[[Tensor], Tensor],
+        labels: list[str] | None = None,
+    ) -> CandidateScores:
+        """Aggregate per-clip logits (Q, N, ...) over the clips as trained (``score_agg``), and
+        turn both into probabilities the task's way."""
+        logits = aggregate_clip_logits(clip_logits, self.score_agg)
+        return CandidateScores(
+            probs=probabilities(logits),
+            logits=logits,
+            clip_probs=probabilities(clip_logits),
+            clip_logits=clip_logits,
+            labels=labels,
+        )
 
     def backward(self, loss: Tensor, *args: Any, **kwargs: Any) -> None:
         """Sum the micro-batch gradients of an accumulated step, as the original does (it never

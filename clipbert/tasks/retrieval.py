@@ -4,7 +4,6 @@ training, every caption against every video in evaluation."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -15,10 +14,9 @@ from transformers.models.bert.modeling_bert import BertLMPredictionHead
 
 from clipbert.data.batches import PairBatch, QABatch, VideoBatch
 from clipbert.data.datamodule import RankingTexts
-from clipbert.data.text import TextTokenizer
 from clipbert.metrics import GroupedMean, ScoreColumns, qa_hits, retrieval_metrics
 from clipbert.models.heads import IGNORE_INDEX, MLPClassifier, aggregate_clip_logits, tie_mlm_head
-from clipbert.tasks.base import ClipBertTask, PredictionReport, one_input_batch
+from clipbert.tasks.base import CandidateScores, ClipBertTask, PredictionReport
 from clipbert.tasks.results import (
     original_qa_result,
     write_json,
@@ -42,6 +40,11 @@ def scored_part(matrix: Tensor, text_to_video: Tensor) -> tuple[Tensor, Tensor]:
     renumber = torch.cumsum(scored, 0) - 1
     keep = scored[text_to_video]
     return matrix[keep][:, scored], renumber[text_to_video[keep]]
+
+
+def match_probability(logits: Tensor) -> Tensor:
+    """p(match) of (..., 2) match logits: the softmax of the pair, as trained."""
+    return logits.float().softmax(dim=-1)[..., MATCH]
 
 
 def sample_hard_negatives(log_odds: Tensor, allowed: Tensor, k: int) -> tuple[Tensor, Tensor]:
@@ -116,12 +119,16 @@ class RetrievalTask(ClipBertTask):
         # the MSRVTT multiple-choice test: the option with the highest p(match)
         self.mc_accuracy = torch.nn.ModuleDict({stage: GroupedMean("acc") for stage in STAGES})
 
-    def forward(self, batch: PairBatch | QABatch) -> Tensor:
-        """Aggregated match logits (R, 2) of the batch's (text, video) rows."""
+    def clip_logits(self, batch: PairBatch | QABatch) -> Tensor:
+        """Match logits of each clip (R, N, 2) of the batch's (text, video) rows."""
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
-        return aggregate_clip_logits(self.head(pooled), self.score_agg)
+        return self.head(pooled)
+
+    def forward(self, batch: PairBatch | QABatch) -> Tensor:
+        """Aggregated match logits (R, 2) of the batch's (text, video) rows."""
+        return aggregate_clip_logits(self.clip_logits(batch), self.score_agg)
 
     def training_step(self, batch: PairBatch, batch_idx: int) -> Tensor:
         if (self.mlm_head is None) != (batch.mlm_input_ids is None):
@@ -227,7 +234,7 @@ class RetrievalTask(ClipBertTask):
         for start in range(0, len(texts), step):
             block = slice(start, start + step)
             logits = self.grid_logits(tokens, input_ids[block], attention_mask[block])
-            blocks.append(logits.float().softmax(dim=-1)[..., MATCH])
+            blocks.append(match_probability(logits))
         return torch.cat(blocks)
 
     def _ranking_texts(self, split: str) -> RankingTexts:
@@ -244,8 +251,7 @@ class RetrievalTask(ClipBertTask):
 
     def option_scores(self, batch: QABatch) -> Tensor:
         """p(match) of each candidate caption: (Q, options)."""
-        match = self(batch).float().softmax(dim=-1)[:, MATCH]
-        return match.view(len(batch), batch.texts_per_question)
+        return match_probability(self(batch)).view(len(batch), batch.texts_per_question)
 
     def _choose_options(self, batch: QABatch, stage: str) -> Tensor:
         """The multiple-choice test's option scores, the stage's accuracy updated (a question on
@@ -367,13 +373,13 @@ class RetrievalTask(ClipBertTask):
         return PredictionReport(f"{len(records)} questions", metrics, files)
 
     @torch.no_grad()
-    def choose(
-        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
-    ) -> list[float]:
-        """Each option scored as a caption (its p(match)), as the MSRVTT multiple-choice test."""
-        texts = [f"{question} {option}".strip() for option in options]
-        return self.option_scores(one_input_batch(frames, texts, tokenize))[0].tolist()
+    def choose(self, batch: QABatch) -> CandidateScores:
+        """Each option row scored as a caption (its p(match)), as the MSRVTT multiple-choice
+        test; the logits are (Q, N, options, 2): no match, match."""
+        rows = self.clip_logits(batch)  # (Q * options, N, 2)
+        per_question = rows.unflatten(0, (len(batch), batch.texts_per_question)).transpose(1, 2)
+        return self.scored(per_question, match_probability)
 
     @torch.no_grad()
-    def match(self, frames: Tensor, caption: str, tokenize: TextTokenizer) -> float:
-        return float(self.option_scores(one_input_batch(frames, [caption], tokenize))[0, 0])
+    def match(self, batch: QABatch) -> CandidateScores:
+        return self.choose(batch)

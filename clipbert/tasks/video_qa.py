@@ -14,10 +14,9 @@ from torchmetrics import MeanMetric
 
 from clipbert.data.batches import QABatch
 from clipbert.data.datasets import IGNORE_LABEL
-from clipbert.data.text import TextTokenizer
 from clipbert.metrics import GroupedMean, qa_hits
 from clipbert.models.heads import MLPClassifier, aggregate_clip_logits, group_options
-from clipbert.tasks.base import ClipBertTask, PredictionReport, one_input_batch
+from clipbert.tasks.base import CandidateScores, ClipBertTask, PredictionReport
 from clipbert.tasks.results import TOP_K, original_qa_result, write_qa_results
 
 STAGES = ("val", "test", "predict")
@@ -47,11 +46,11 @@ class QATask(ClipBertTask):
         return losses / (labels != IGNORE_LABEL).sum().clamp(min=1)
 
     def candidate_logits(self, logits: Tensor) -> Tensor:
-        """The logits of the answers that can be predicted (all of them by default)."""
+        """The logits (..., C) of the answers that can be predicted (all of them by default)."""
         return logits
 
     def answer_probabilities(self, logits: Tensor) -> Tensor:
-        """Each candidate's probability: softmax over the candidates, as trained."""
+        """Each candidate's probability (..., C): softmax over the candidates, as trained."""
         return self.candidate_logits(logits).float().softmax(dim=-1)
 
     def loss_weight(self, batch: QABatch) -> int:
@@ -191,15 +190,19 @@ class VideoQATask(QATask):
         num_labels = max(len(self.answer_vocabulary), min_num_labels)
         self.head = MLPClassifier(backbone.hidden_size, num_labels, dropout=classifier_dropout)
 
-    def forward(self, batch: QABatch) -> Tensor:
-        """Aggregated answer logits (Q, num_labels)."""
+    def clip_logits(self, batch: QABatch) -> Tensor:
+        """Answer logits of each clip (Q, N, num_labels)."""
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
-        return aggregate_clip_logits(self.head(pooled), self.score_agg)
+        return self.head(pooled)
+
+    def forward(self, batch: QABatch) -> Tensor:
+        """Aggregated answer logits (Q, num_labels)."""
+        return aggregate_clip_logits(self.clip_logits(batch), self.score_agg)
 
     def candidate_logits(self, logits: Tensor) -> Tensor:
-        return logits[:, : len(self.answer_vocabulary)]  # columns past the vocabulary are padding
+        return logits[..., : len(self.answer_vocabulary)]  # columns past the vocabulary: padding
 
     def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         answers = [self.answer_vocabulary[j] for j in indices]
@@ -214,13 +217,9 @@ class VideoQATask(QATask):
         return self._labels.get(prediction)
 
     @torch.no_grad()
-    def answer(
-        self, frames: Tensor, question: str, tokenize: TextTokenizer, top_k: int
-    ) -> list[tuple[str, float]]:
-        probs = self.answer_probabilities(self(one_input_batch(frames, [question], tokenize)))[0]
-        top = probs.topk(min(top_k, probs.numel()))
-        pairs = zip(top.indices.tolist(), top.values.tolist(), strict=True)
-        return [(self.answer_vocabulary[i], p) for i, p in pairs]
+    def answer(self, batch: QABatch) -> CandidateScores:
+        clip_logits = self.candidate_logits(self.clip_logits(batch))
+        return self.scored(clip_logits, self.answer_probabilities, self.answer_vocabulary)
 
 
 class VideoMCTask(QATask):
@@ -244,8 +243,8 @@ class VideoMCTask(QATask):
         self.save_hyperparameters({"num_options": num_options, "answer_types": self.answer_types})
         self.head = MLPClassifier(backbone.hidden_size, 1, dropout=classifier_dropout)
 
-    def forward(self, batch: QABatch) -> Tensor:
-        """Aggregated option logits (Q, num_options)."""
+    def clip_logits(self, batch: QABatch) -> Tensor:
+        """Option logits of each clip (Q, N, num_options)."""
         if batch.texts_per_question != self.num_options:
             raise ValueError(
                 f"the batch has {batch.texts_per_question} texts per question; this model "
@@ -254,8 +253,11 @@ class VideoMCTask(QATask):
         pooled = self.backbone(
             batch.frames, batch.input_ids, batch.attention_mask, batch.visual_index
         )
-        per_clip = group_options(self.head(pooled), self.num_options)  # (Q, N, options)
-        return aggregate_clip_logits(per_clip, self.score_agg)
+        return group_options(self.head(pooled), self.num_options)
+
+    def forward(self, batch: QABatch) -> Tensor:
+        """Aggregated option logits (Q, num_options)."""
+        return aggregate_clip_logits(self.clip_logits(batch), self.score_agg)
 
     def describe(self, batch: QABatch, i: int, indices: list[int], probs: list[float]) -> dict:
         return {
@@ -267,10 +269,10 @@ class VideoMCTask(QATask):
         }
 
     @torch.no_grad()
-    def choose(
-        self, frames: Tensor, question: str, options: Sequence[str], tokenize: TextTokenizer
-    ) -> list[float]:
-        if len(options) != self.num_options:
-            raise ValueError(f"this model scores {self.num_options} options, got {len(options)}")
-        texts = [f"{question} {option}" for option in options]
-        return self.answer_probabilities(self(one_input_batch(frames, texts, tokenize)))[0].tolist()
+    def choose(self, batch: QABatch) -> CandidateScores:
+        """The rows are ``question + " " + option``, as in training."""
+        if batch.texts_per_question != self.num_options:
+            raise ValueError(
+                f"this model scores {self.num_options} options, got {batch.texts_per_question}"
+            )
+        return self.scored(self.clip_logits(batch), self.answer_probabilities)

@@ -1,14 +1,18 @@
-"""Fixtures of the command-line tests: the demo's files laid out as the original's storage."""
+"""Fixtures of the command-line tests: the demo's files laid out as the original's storage, and
+demo models trained once per session."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from omegaconf import open_dict
 
 from clipbert.demo.generate import DemoPaths
+from tests.helpers import compose_config, tiny_demo_overrides
 
 
 def _copy_jsonl(
@@ -89,3 +93,43 @@ def original_layout(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -
     for name, file in (("vqa", "trainval_ans2label.json"), ("rico", "ans2label.json")):
         (txt / name / file).write_text((images / "ans2label.json").read_text())
     return root
+
+
+@pytest.fixture(scope="session")
+def demo_checkpoint(
+    demo_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[..., Path]:
+    """Factory: ``demo_checkpoint(task, *overrides)`` is the ``best.ckpt`` of a train.py run of
+    that demo task (one training batch, one validation batch: about a second), in its run
+    folder beside ``metrics.json``; each is trained once per session."""
+    from clipbert.cli.train import train
+
+    made: dict[tuple[str, ...], Path] = {}
+
+    def make(task: str, *overrides: str) -> Path:
+        key = (task, *overrides)
+        if key not in made:
+            cfg = compose_config(
+                "train",
+                [
+                    *tiny_demo_overrides(demo_root),
+                    f"task={task}",
+                    "task.datamodule.batch_size=8",
+                    "task.datamodule.eval_batch_size=8",
+                    "trainer.max_epochs=1",
+                    "trainer.limit_train_batches=1",
+                    "trainer.limit_val_batches=1",
+                    "trainer.num_sanity_val_steps=0",
+                    "test=false",
+                    "logger=[]",
+                    "callbacks.lr_monitor=null",
+                    *overrides,
+                ],
+            )
+            with open_dict(cfg):
+                cfg.paths.output_dir = str(tmp_path_factory.mktemp(f"run_{task}"))
+            train(cfg)
+            made[key] = Path(cfg.paths.output_dir) / "checkpoints" / "best.ckpt"
+        return made[key]
+
+    return make

@@ -140,7 +140,7 @@ def test_a_pretrained_run_starts_finetuning_with_every_key_explained(
             [f"src={pretrained_run}", f"dst={exported}", "to=original"],
         )
     )
-    with pytest.raises(ValueError, match="to must be 'clipbert' or 'original'"):
+    with pytest.raises(ValueError, match="to must be one of clipbert, original, folder"):
         convert(compose_config("convert", [f"src={pretrained_run}", "dst=x.pt", "to=pt"]))
     original = torch.load(exported, weights_only=True)
     assert {k for k in original if k.startswith("transformer.cls.")} == {
