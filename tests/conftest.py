@@ -39,6 +39,7 @@ def s3_endpoint() -> Iterator[str]:
     """An S3-compatible server on loopback for the session, with test credentials in the
     environment (of this process and the processes tests start). Tests pass the endpoint in
     config or as AWS_ENDPOINT_URL."""
+    pytest.importorskip("moto", reason="the S3 server of the tests is moto (the dev extra)")
     with pytest.MonkeyPatch.context() as patch, s3_server() as server:
         for name, value in CREDENTIALS.items():
             patch.setenv(name, value)
@@ -49,6 +50,7 @@ def s3_endpoint() -> Iterator[str]:
 def demo_shards(demo_root: Path, s3_endpoint: str, tmp_path_factory) -> tuple[Path, str]:
     """The tiny demo's videos as a local shard store and the same store uploaded to the
     loopback server: (folder, s3:// URL)."""
+    pytest.importorskip("litdata", reason="shard stores need the [shards] extra")
     from clipbert.data.object_storage import RemoteSettings
     from clipbert.data.shard_builder import shard_store_copy, upload_shards
     from clipbert.data.stores import LmdbStore

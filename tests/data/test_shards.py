@@ -14,6 +14,9 @@ from pathlib import Path
 import pytest
 from torch.utils.data import DataLoader
 
+pytest.importorskip("litdata", reason="shard stores need the [shards] extra")
+pytest.importorskip("moto", reason="the S3 server of the tests is moto (the dev extra)")
+
 from clipbert.data.lmdb_builder import FileSource, build_vis_db
 from clipbert.data.object_storage import RemoteSettings
 from clipbert.data.shard_builder import build_shards, parse_size, shard_store_copy, upload_shards
