@@ -1,12 +1,17 @@
 """Loader throughput against the decoding limit, on an LMDB of real clips.
 
-For each setting (clips x frames at ``--image-size``) three paths handle the same videos:
+For each setting (clips x frames at ``--image-size``) these paths handle the same videos:
 
-- ``loader``: the DataModule path: LMDB read -> sample -> decode (decord, PyAV fallback) ->
-  collate uint8 -> resize and pad to the model's input, as training does on its device;
-- ``raw``: decoding the very same frame indices from bytes already in memory (the limit);
+- ``loader``: the DataModule path: LMDB read -> sample -> decode (``decoder=auto``, PyAV
+  fallback) -> collate uint8 -> resize and pad to the model's input, as training does on its
+  device;
+- ``raw_<decoder>``: each installed index-based decoder (decord, torchcodec; PyAV fallback)
+  decoding the very same frame indices from bytes already in memory (the limit);
 - ``pyav_full``: PyAV decoding every frame of the stream to RGB and keeping the sampled ones,
   as the original's loader did.
+
+Besides, each decoder's first video in a fresh process is timed (imports, loading the
+library, one decode): what each DataLoader worker pays when it does not inherit the library.
 
 ``--stores`` compares instead where the loader reads the videos from, on the training
 settings: the LMDB, the same videos as shards on local disk (``format=shards``) and those
@@ -28,9 +33,11 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -139,6 +146,46 @@ def loader_pass(
     return videos
 
 
+def available_decoders() -> list[str]:
+    """The index-based decoders that load here."""
+    names = []
+    for name in ("decord", "torchcodec"):
+        try:
+            build_decoder(name)
+        except ImportError as exc:
+            print(f"left out {name}: {exc}")
+        else:
+            names.append(name)
+    return names
+
+
+FIRST_VIDEO = (
+    "import sys, time\n"
+    "began = time.perf_counter()\n"
+    "from clipbert.data.decoding import build_decoder\n"
+    "data = open(sys.argv[2], 'rb').read()\n"
+    "build_decoder(sys.argv[1], fallback=None).read(data, lambda info: [0])\n"
+    "print(time.perf_counter() - began)\n"
+)
+
+
+def first_video_seconds(name: str, video: Path, rounds: int) -> float:
+    """Median seconds from a fresh interpreter to ``name``'s first decoded frame."""
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", FIRST_VIDEO, name, str(video)],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=REPO,
+            ).stdout
+        )
+        for _ in range(rounds)
+    ]
+    return statistics.median(runs)
+
+
 def raw_pass(reader: VideoClipReader, payloads: list[bytes]) -> int:
     for data in payloads:
         reader.decoder.read(data, reader.frame_indices)
@@ -157,9 +204,6 @@ def pyav_full_pass(reader: VideoClipReader, payloads: list[bytes]) -> int:
     return len(payloads)
 
 
-PATHS = ("loader", "loader_resized", "raw", "pyav_full")
-
-
 def timed(run: Callable[[], int]) -> float:
     """Seconds of one pass (torch seeded alike, so every path draws the same clips)."""
     torch.manual_seed(0)
@@ -168,42 +212,55 @@ def timed(run: Callable[[], int]) -> float:
     return time.perf_counter() - began
 
 
-def figures(videos: int, seconds: dict[str, list[float]]) -> dict[str, float]:
-    """videos/s of each path (median over rounds) and the ratios the issue's targets name."""
-    speed = {path: videos / statistics.median(seconds[path]) for path in PATHS}
-    return {
+def figures(videos: int, seconds: dict[str, list[float]], auto: str) -> dict[str, float]:
+    """videos/s of each path (median over rounds) and the ratios the issue's targets name:
+    the loader's to raw decoding with the decoder ``auto`` chose, torchcodec's to decord's."""
+    speed = {path: videos / statistics.median(times) for path, times in seconds.items()}
+    result = {
         "videos_per_s": speed["loader"],
         "resized_on_cpu_videos_per_s": speed["loader_resized"],
-        "raw_decode_videos_per_s": speed["raw"],
+        **{f"{path}_videos_per_s": speed[path] for path in speed if path.startswith("raw_")},
         "pyav_full_videos_per_s": speed["pyav_full"],
-        "ratio_to_raw": speed["loader"] / speed["raw"],
+        "ratio_to_raw": speed["loader"] / speed.get(f"raw_{auto}", math.nan),  # nan: PyAV
         "ratio_to_pyav_full": speed["loader"] / speed["pyav_full"],
     }
+    if {"raw_decord", "raw_torchcodec"} <= speed.keys():
+        result["ratio_torchcodec_to_decord"] = speed["raw_torchcodec"] / speed["raw_decord"]
+    return result
 
 
 def measure(
-    store: LmdbStore, parts: dict[str, list[str]], sampling: FrameSampling, args: argparse.Namespace
+    store: LmdbStore,
+    parts: dict[str, list[str]],
+    sampling: FrameSampling,
+    decoders: list[str],
+    auto: str,
+    args: argparse.Namespace,
 ) -> dict:
-    """Figures of one setting over the whole corpus, and per part under ``parts``."""
+    """Figures of one setting over the whole corpus, and per part under ``parts``; the loader
+    decodes with ``auto``, the decoder ``decoder=auto`` chose."""
     reader = VideoClipReader(store, build_decoder(), sampling)
+    raw = {name: VideoClipReader(store, build_decoder(name), sampling) for name in decoders}
     payloads = {part: [store.get(key) for key in keys] for part, keys in parts.items()}
-    seconds = {part: {path: [] for path in PATHS} for part in parts}
+    seconds: dict[str, dict[str, list[float]]] = {part: {} for part in parts}
     for _ in range(args.rounds):
         for part, keys in parts.items():
             passes = {
                 "loader": partial(loader_pass, reader, keys, None, args.batch),
                 "loader_resized": partial(loader_pass, reader, keys, args.image_size, args.batch),
-                "raw": partial(raw_pass, reader, payloads[part]),
+                **{
+                    f"raw_{name}": partial(raw_pass, raw[name], payloads[part]) for name in decoders
+                },
                 "pyav_full": partial(pyav_full_pass, reader, payloads[part]),
             }
             for path, run in passes.items():
-                seconds[part][path].append(timed(run))
+                seconds[part].setdefault(path, []).append(timed(run))
     whole = {
         path: [sum(rounds) for rounds in zip(*(seconds[p][path] for p in parts), strict=True)]
-        for path in PATHS
+        for path in seconds[next(iter(parts))]
     }
-    result = figures(sum(map(len, parts.values())), whole)
-    result["parts"] = {part: figures(len(parts[part]), seconds[part]) for part in parts}
+    result = figures(sum(map(len, parts.values())), whole, auto)
+    result["parts"] = {part: figures(len(parts[part]), seconds[part], auto) for part in parts}
     return result
 
 
@@ -304,21 +361,43 @@ def run_stores(args: argparse.Namespace) -> None:
         record(title, torch.device("cpu"), lines)
 
 
-def table(results: dict) -> list[str]:
-    lines = [
-        "| setting | corpus | loader videos/s | + resize on CPU | raw decode | PyAV, all frames "
-        "| loader/raw | loader/PyAV |",
-        "|" + " --- |" * 8,
+def table(
+    results: dict, decoders: list[str], auto: str, first_video: dict[str, float]
+) -> list[str]:
+    both = {"decord", "torchcodec"} <= set(decoders)
+    columns = [
+        "setting",
+        "corpus",
+        f"loader videos/s ({auto})",
+        "+ resize on CPU",
+        *(f"raw {name}" for name in decoders),
+        "PyAV, all frames",
+        "loader/raw",
+        *(["torchcodec/decord"] if both else []),
+        "loader/PyAV",
     ]
+    lines = ["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
     for name, result in results.items():
         for part, r in {"all": result, **result["parts"]}.items():
-            lines.append(
-                f"| {name} | {part} | {r['videos_per_s']:.2f} | "
-                f"{r['resized_on_cpu_videos_per_s']:.2f} | {r['raw_decode_videos_per_s']:.2f} | "
-                f"{r['pyav_full_videos_per_s']:.2f} | {r['ratio_to_raw']:.2f} | "
-                f"{r['ratio_to_pyav_full']:.2f} |"
-            )
+            cells = [
+                name,
+                part,
+                r["videos_per_s"],
+                r["resized_on_cpu_videos_per_s"],
+                *(r[f"raw_{decoder}_videos_per_s"] for decoder in decoders),
+                r["pyav_full_videos_per_s"],
+                r["ratio_to_raw"],
+                *([r["ratio_torchcodec_to_decord"]] if both else []),
+                r["ratio_to_pyav_full"],
+            ]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    starts = ", ".join(f"{name} {seconds:.2f} s" for name, seconds in first_video.items())
+    lines += ["", f"First video in a fresh process (imports, library, one decode): {starts}"]
     return lines
+
+
+def _cell(value: str | float) -> str:
+    return value if isinstance(value, str) else f"{value:.2f}"
 
 
 def main() -> None:
@@ -340,14 +419,24 @@ def main() -> None:
         run_stores(args)
         return
 
+    decoders = available_decoders()
+    auto = build_decoder("auto", fallback=None).name
     with tempfile.TemporaryDirectory() as folder:
         store, parts = build_store(Path(folder), args.media, args.generated)
         sizes = ", ".join(f"{len(keys)} {part}" for part, keys in parts.items())
-        print(f"{sum(map(len, parts.values()))} videos ({sizes})")
-        results = {name: measure(store, parts, s, args) for name, s in SETTINGS.items()}
-    lines = table(results)
+        print(f"{sum(map(len, parts.values()))} videos ({sizes}); decoder=auto is {auto}")
+        results = {
+            name: measure(store, parts, s, decoders, auto, args) for name, s in SETTINGS.items()
+        }
+        video = Path(folder) / "first.mp4"
+        video.write_bytes(store.get(parts[next(iter(parts))][0]))
+        first_video = {
+            name: first_video_seconds(name, video, args.rounds) for name in [*decoders, "pyav"]
+        }
+    lines = table(results, decoders, auto, first_video)
     print("\n" + "\n".join(lines))
     if args.json:
+        results["first_video_seconds"] = first_video
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if not args.no_record:
         record(f"Loader, {sizes}, batch {args.batch}", torch.device("cpu"), lines)

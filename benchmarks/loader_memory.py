@@ -1,7 +1,7 @@
 """Resident memory of the training loader over many multi-clip batches (the original's loader
 grew here, its issue #18).
 
-Runs the real DataModule (LMDB, decord, worker processes) on the demo data with 8 clips x 2
+Runs the real DataModule (LMDB, decoder=auto, worker processes) on the demo data with 8 clips x 2
 frames per video, for ``--batches`` batches (epochs repeat as needed), and samples the resident
 set size of the main process plus its workers from /proc (Linux). Growth is measured from the
 end of the warm-up to the end, as a fraction of the warm-up level.

@@ -82,7 +82,7 @@ class ClipBertDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         pin_memory: bool = False,
         prefetch_factor: int | None = None,
-        decoder: str = "decord",
+        decoder: str = "auto",
         decoder_fallback: str | None = "pyav",
         decode_timeout: float | None = 60.0,
         broken_retries: int = 10,

@@ -6,6 +6,10 @@ indices from them (see :mod:`clipbert.data.frame_sampling`), then decodes just t
 Every failure of the underlying library surfaces as :class:`DecodeError`, so datasets can skip
 a broken sample with one ``except``.
 
+Three libraries decode: torchcodec and decord (both optional) and PyAV (always installed).
+``decoder=auto`` takes the best one that loads here (:func:`auto_decoder`); all three return
+the same frames for the same indices on every test asset.
+
 Frames come back shaped (N, 3, H, W) but laid out channels-last in memory, as the libraries
 decode them: the copy into planar layout would cost a loader worker about as much as decoding
 does at 1080p, while the model's device does it for free (or never: the CNN runs channels-last).
@@ -15,7 +19,9 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import io
+import logging
 import math
 import os
 import threading
@@ -32,6 +38,8 @@ from clipbert.data.container_headers import declared_frame_count_error
 # Used when the container reports no usable frame rate. 30 fps is the most common rate in the
 # ClipBERT datasets; it only stretches or shrinks the clip window, never the frame choice itself.
 DEFAULT_FPS = 30.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,9 +68,15 @@ class VideoDecoder(abc.ABC):
 class IndexedDecoder(VideoDecoder):
     """A decoder that probes the container, then decodes chosen frame indices.
 
-    Subclasses implement :meth:`_open` (probe the container) and :meth:`_decode` (decode sorted
-    unique indices); this class handles validation, de-duplication, ordering and errors.
+    Subclasses implement :meth:`_open` (probe the container), :meth:`_decode` (decode sorted
+    unique indices) and, when their library may be missing, :meth:`require`; this class
+    handles validation, de-duplication, ordering and errors.
     """
+
+    @classmethod
+    def require(cls) -> None:
+        """Raise ImportError, saying what to install, when the library cannot load here (a
+        decoder whose library may be missing checks it; the others need nothing)."""
 
     def read(self, data: bytes, select: Callable[[VideoInfo], Sequence[int]]) -> torch.Tensor:
         """Decode the frames that ``select`` picks, as uint8 RGB ``(len(indices), 3, H, W)``.
@@ -118,7 +132,7 @@ class IndexedDecoder(VideoDecoder):
 
 
 class DecordDecoder(IndexedDecoder):
-    """Frame-accurate, index-based decoding with decord (the default backend).
+    """Frame-accurate, index-based decoding with decord, the original's decoder.
 
     ``num_threads`` defaults to 1 because DataLoader workers already decode videos in
     parallel; 0 lets decord pick (all cores), which suits single-process use.
@@ -127,13 +141,18 @@ class DecordDecoder(IndexedDecoder):
     name = "decord"
 
     def __init__(self, num_threads: int = 1) -> None:
-        try:
-            import decord  # noqa: F401  (fail here, with advice, not on the first video)
-        except ImportError as exc:
-            raise ImportError(
-                "the 'decord' video decoder needs the decord package: pip install decord"
-            ) from exc
+        self.require()  # fail here, with advice, not on the first video
         self.num_threads = num_threads
+
+    @classmethod
+    def require(cls) -> None:
+        try:
+            import decord  # noqa: F401
+        except Exception as exc:  # not installed, or its bundled libraries do not load
+            raise ImportError(
+                "the 'decord' video decoder needs decord, an optional extra with wheels for "
+                "Linux x86_64 only: pip install clipbert[decord] (or use decoder=auto)"
+            ) from exc
 
     def _open(self, data: bytes) -> tuple[Any, VideoInfo]:
         import decord
@@ -177,6 +196,20 @@ def _as_file(data: bytes) -> Iterator[str | io.BytesIO]:
         os.close(descriptor)
 
 
+MATROSKA_MAGIC = b"\x1a\x45\xdf\xa3"  # EBML: Matroska and WebM
+
+
+def _stream_fps(data: bytes, metadata: Any) -> float:
+    """The frame rate decord reports (FFmpeg's ``avg_frame_rate``), from torchcodec's metadata:
+    Matroska and WebM state it in their header; other containers get it from the frame count
+    over the duration, which is torchcodec's ``average_fps`` (their header rate is the
+    nominal one, e.g. 30 for a variable-rate phone clip averaging 28)."""
+    header = getattr(metadata, "average_fps_from_header", None)
+    if data[:4] == MATROSKA_MAGIC and header:
+        return float(header)
+    return float(metadata.average_fps or 0.0)
+
+
 SAFEGUARD_RATIO = 0.8
 
 
@@ -190,9 +223,83 @@ def sampled_frame_count(declared: int, demuxed: int) -> int:
     return demuxed
 
 
+class TorchCodecDecoder(IndexedDecoder):
+    """Frame-accurate, index-based decoding with torchcodec (PyTorch's FFmpeg binding):
+    decord's frames for the same indices, faster (see :func:`auto_decoder`).
+
+    Like decord it reads the video stream FFmpeg ranks best (audio-first files included) and
+    turns frames upright as the display matrix says. Its exact mode scans the packets on open,
+    so frame counts come from the stream, which a damaged header cannot inflate (a header
+    that claims more: ``sampled_frame_count``, the last frame repeated, as PyAV), and the rate
+    is frames over duration: decord's on mp4, mov and avi, within 0.1% of it on Matroska and
+    WebM, whose rate FFmpeg estimates and rounds. In AVI files with B-frames, which store no
+    presentation times, its seeks, like decord's, can land a frame early.
+
+    ``num_threads`` are FFmpeg's: 1 by default, as DataLoader workers already decode in
+    parallel; 0 lets FFmpeg pick. ``device="cuda"`` decodes with NVDEC into GPU memory (a CUDA
+    build of torchcodec; load in the main process: forked workers cannot use CUDA).
+    """
+
+    name = "torchcodec"
+
+    def __init__(self, num_threads: int = 1, device: str = "cpu") -> None:
+        self.require()  # fail here, with advice, not on the first video
+        self.num_threads = num_threads
+        self.device = device
+
+    @classmethod
+    def require(cls) -> None:
+        try:
+            import torchcodec
+        except Exception as exc:  # not installed, or built for another torch
+            raise ImportError(
+                f"the 'torchcodec' video decoder needs torchcodec ({_last_line(exc)}): pip "
+                f"install clipbert[torchcodec], then {_FFMPEG_LIBS}; or use decoder=auto"
+            ) from exc
+        if torchcodec.ffmpeg_major_version is None:  # its libraries did not load at import
+            raise ImportError(
+                f"torchcodec is installed but could not load libtorchcodec: {_FFMPEG_LIBS}; "
+                "or use decoder=auto"
+            )
+
+    def _open(self, data: bytes) -> tuple[Any, VideoInfo]:
+        from torchcodec.decoders import VideoDecoder as Reader
+
+        if data[:4] == b"RIFF" and data[8:12] == b"AVI ":
+            raise DecodeError(
+                "torchcodec: AVI files carry no presentation times, and torchcodec's seeks land "
+                "a frame early on their B-frames; the fallback decoder reads them exactly"
+            )
+
+        reader = Reader(
+            data,
+            seek_mode="exact",
+            dimension_order="NHWC",  # as decoded: (N, 3, H, W) below is a channels-last view
+            num_ffmpeg_threads=self.num_threads,
+            device=self.device,
+        )
+        metadata, held = reader.metadata, len(reader)
+        count = sampled_frame_count(metadata.num_frames_from_header or 0, held)
+        return (reader, held), VideoInfo(num_frames=count, fps=_stream_fps(data, metadata))
+
+    def _decode(self, handle: Any, indices: list[int]) -> torch.Tensor:
+        reader, held = handle
+        batch = reader.get_frames_at([min(index, held - 1) for index in indices]).data
+        return batch.permute(0, 3, 1, 2)
+
+    def __repr__(self) -> str:
+        return f"TorchCodecDecoder(num_threads={self.num_threads}, device={self.device!r})"
+
+
+_FFMPEG_LIBS = (
+    "install FFmpeg's shared libraries (on Debian 12: apt-get install libavutil57 libavcodec59 "
+    "libavformat59 libavdevice59 libavfilter8 libswscale6 libswresample4)"
+)
+
+
 class PyAVDecoder(IndexedDecoder):
-    """Decoding with PyAV (FFmpeg): slower than decord for sparse frames, but it opens what
-    decord cannot (GIFs, WebM without a duration) and survives a corrupt packet.
+    """Decoding with PyAV (FFmpeg): slower than decord or torchcodec for sparse frames, but it
+    opens what decord cannot (GIFs, WebM without a duration) and survives a corrupt packet.
 
     It reads the first *video* stream (not stream 0, which may be audio), counts frames by
     demuxing rather than trusting the header (often 0 in mkv/webm; see
@@ -206,6 +313,13 @@ class PyAVDecoder(IndexedDecoder):
 
     def __init__(self, num_threads: int = 1) -> None:
         self.num_threads = num_threads
+
+    @classmethod
+    def require(cls) -> None:
+        try:
+            import av  # noqa: F401
+        except Exception as exc:  # a core dependency: only a broken install gets here
+            raise ImportError("the 'pyav' video decoder needs PyAV: pip install av") from exc
 
     def _open(self, data: bytes) -> tuple[Any, VideoInfo]:
         import av
@@ -226,7 +340,7 @@ class PyAVDecoder(IndexedDecoder):
         data, stream_index = handle
         wanted, last = set(indices), indices[-1]
         frames: dict[int, np.ndarray] = {}
-        position = 0
+        position, frame = 0, None
         with av.open(io.BytesIO(data)) as container:
             stream = next(v for v in container.streams.video if v.index == stream_index)
             stream.thread_count = self.num_threads
@@ -236,12 +350,11 @@ class PyAVDecoder(IndexedDecoder):
                 position += 1
                 if position > last:
                     break
-        if not frames:
-            raise DecodeError(f"pyav: none of the frames {indices[:5]} could be decoded")
-        rows, previous = [], None
-        for index in indices:  # sorted: a missing index takes the last frame before it
-            previous = frames.get(index, previous)
-            rows.append(previous if previous is not None else frames[min(frames)])
+            if frame is None:
+                raise DecodeError(f"pyav: none of the frames {indices[:5]} could be decoded")
+            if position - 1 not in frames:  # the stream ended before the last wanted index
+                frames[position - 1] = upright_rgb(frame)
+        rows = [frames[min(index, position - 1)] for index in indices]
         return torch.from_numpy(np.stack(rows)).permute(0, 3, 1, 2)
 
     def __repr__(self) -> str:
@@ -300,9 +413,9 @@ class TimeLimitedDecoder(VideoDecoder):
     into an endless loop becomes a :class:`DecodeError` (a broken sample) instead of a
     DataLoader worker that never answers.
 
-    Each read runs in a daemon thread that the caller waits for; decord and PyAV release the
-    GIL in their C code, so the wait can end. A thread past the limit cannot be killed and is
-    abandoned, still busy; after ``max_abandoned`` of them the process stops with
+    Each read runs in a daemon thread that the caller waits for; decord, torchcodec and PyAV
+    release the GIL in their C code, so the wait can end. A thread past the limit cannot be
+    killed and is abandoned, still busy; after ``max_abandoned`` of them the process stops with
     :class:`DecoderHungError` rather than run on with its cores taken.
     """
 
@@ -347,27 +460,65 @@ class TimeLimitedDecoder(VideoDecoder):
         return f"TimeLimitedDecoder({self.decoder!r}, seconds={self.seconds:g})"
 
 
-_DECODERS: dict[str, type[VideoDecoder]] = {"decord": DecordDecoder, "pyav": PyAVDecoder}
+_DECODERS: dict[str, type[IndexedDecoder]] = {
+    "decord": DecordDecoder,
+    "torchcodec": TorchCodecDecoder,
+    "pyav": PyAVDecoder,
+}
+AUTO_ORDER = ("decord", "torchcodec", "pyav")
+
+
+def auto_decoder() -> str:
+    """The first decoder of ``AUTO_ORDER`` whose library loads here, named once in the log.
+
+    decord first: it is the original's decoder, so a released checkpoint sees the frames it was
+    trained and evaluated on, on every file (torchcodec gives the same frames on the test assets
+    but seeks a frame early in AVI files with B-frames, which it hands to the fallback), and
+    torchcodec is only 1.1-1.2x as fast per clip (benchmarks/RESULTS.md, issue 21). torchcodec
+    next, where decord has no wheels (macOS, ARM); PyAV, always installed, last.
+    """
+    skipped = []
+    for name in AUTO_ORDER:
+        try:
+            _DECODERS[name].require()
+        except ImportError as exc:
+            skipped.append(f"{name}: {exc}")
+            continue
+        reasons = f" (not available: {'; '.join(skipped)})" if skipped else ""
+        _log_once(f"decoder=auto chose {name}{reasons}")
+        return name
+    raise ImportError(f"no video decoder loads here: {'; '.join(skipped)}")
+
+
+@functools.cache
+def _log_once(message: str) -> None:
+    log.info(message)
 
 
 def build_decoder(
-    name: str = "decord",
+    name: str = "auto",
     fallback: str | None = "pyav",
     timeout: float | None = None,
     **kwargs: Any,
 ) -> VideoDecoder:
-    """Build the video decoder called ``name`` (``kwargs`` go to its constructor), wrapped so
-    that ``fallback`` (None: none) decodes what it cannot, and with ``timeout`` seconds (None:
-    no limit) for each video, fallback included."""
-    for choice in (name, fallback):
-        if choice is not None and choice not in _DECODERS:
-            raise ValueError(
-                f"unknown video decoder {choice!r}; choose one of {', '.join(sorted(_DECODERS))}"
-            )
-    decoder = _DECODERS[name](**kwargs)
+    """Build the video decoder called ``name`` (``auto``: :func:`auto_decoder`; ``kwargs`` go
+    to its constructor), wrapped so that ``fallback`` (None: none) decodes what it cannot, and
+    with ``timeout`` seconds (None: no limit) for each video, fallback included. A decoder
+    whose library is missing raises ImportError saying what to install."""
+    _check_choice(name, ("auto", *_DECODERS))
+    if fallback is not None:
+        _check_choice(fallback, tuple(_DECODERS))
+    if name == "auto":
+        name = auto_decoder()
+    decoder: VideoDecoder = _DECODERS[name](**kwargs)
     if fallback is not None and fallback != name:
         decoder = FallbackDecoder(decoder, _DECODERS[fallback]())
     return decoder if timeout is None else TimeLimitedDecoder(decoder, timeout)
+
+
+def _check_choice(name: str, choices: tuple[str, ...]) -> None:
+    if name not in choices:
+        raise ValueError(f"unknown video decoder {name!r}; choose one of {', '.join(choices)}")
 
 
 def decode_image(data: bytes) -> torch.Tensor:

@@ -46,7 +46,7 @@ def test_images_beyond_five_to_one_are_unreadable(store: FolderStore) -> None:
 
 def test_videos_beyond_five_to_one_are_unreadable(store: FolderStore) -> None:
     sampling = FrameSampling(n_clips=1, num_frames=2, fps=1.0, strategy="fixed")
-    read = VideoClipReader(store, build_decoder("decord"), sampling)
+    read = VideoClipReader(store, build_decoder(), sampling)
     assert read("wide").shape == (1, 2, 3, 32, 160)
     with pytest.raises(DecodeError, match=r"strip.*192x32 are beyond the 5:1"):
         read("strip")

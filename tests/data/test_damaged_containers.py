@@ -1,7 +1,8 @@
 """Damaged containers that kill decord's process rather than raise: a frame count beyond the
 file's size (an uncatchable std::bad_alloc) is refused before decord, and the PyAV fallback still
 decodes the video; a sample offset past the end (a segmentation fault in decord's in-memory
-reader) is read through an in-memory file whose seeks FFmpeg checks.
+reader) is read through an in-memory file whose seeks FFmpeg checks. torchcodec, which counts
+frames by scanning the stream, survives the same files without the header check.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import pytest
 import torch
 
 from clipbert.data.container_headers import declared_frame_count_error
-from clipbert.data.decoding import DecodeError, build_decoder
+from clipbert.data.decoding import DecodeError
+from tests.helpers import decoder_or_skip
 from tests.reliability import media
 
 ASSETS = Path(__file__).parents[1] / "assets"
@@ -60,8 +62,12 @@ def test_a_damaged_mp4_frame_count_is_named() -> None:
     assert reason == (
         f"the header claims 2062916344 frames in a file of {len(data)} bytes; it is damaged"
     )
+
+
+def test_decord_refuses_a_damaged_frame_count() -> None:
+    decoder = decoder_or_skip("decord", fallback=None)
     with pytest.raises(DecodeError, match="decord: the header claims 2062916344 frames"):
-        build_decoder("decord", fallback=None).read(data, lambda info: [0])
+        decoder.read(with_stts_count(media.video(), 2_062_916_344), lambda info: [0])
 
 
 @pytest.mark.parametrize("duration", [1e9, 1e12])
@@ -77,22 +83,37 @@ def test_unreadable_bytes_are_left_to_the_decoder(data: bytes) -> None:
     assert declared_frame_count_error(data) is None
 
 
-def test_damaged_containers_are_broken_samples_not_dead_processes(tmp_path: Path) -> None:
+# What each decoder makes of the three damaged files, with the PyAV fallback and alone. With
+# the fallback, decord's refused frame count is decoded by PyAV (which counts frames by
+# demuxing); the only chunk of the third file lies past the end. torchcodec scans the stream,
+# so it decodes the first two itself.
+FRAMES = "(2, 3, 24, 32)"
+DAMAGE_OUTCOMES = {
+    "decord": [FRAMES, FRAMES, "broken", "broken", "broken", "broken"],
+    "torchcodec": [FRAMES, FRAMES, "broken", FRAMES, FRAMES, "broken"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAMAGE_OUTCOMES))
+def test_damaged_containers_are_broken_samples_not_dead_processes(
+    name: str, tmp_path: Path
+) -> None:
     """In a child process, so that a regression kills the child and fails this test instead
     of killing the test session."""
+    decoder_or_skip(name)
     damaged = {
         "count.mp4": with_stts_count(media.video(frames=6), 2_062_916_344),
         "duration.mkv": with_matroska_duration(media.video(frames=6, fmt="matroska"), 1e12),
         "offset.mp4": with_stco_offset(media.video(frames=6), 0x7FFF_FFF0),
     }
-    for name, data in damaged.items():
-        (tmp_path / name).write_bytes(data)
+    for file, data in damaged.items():
+        (tmp_path / file).write_bytes(data)
     script = (
         "import sys, pathlib\n"
         "from clipbert.data.decoding import DecodeError, build_decoder\n"
         "for fallback in ('pyav', None):\n"
-        "    decoder = build_decoder('decord', fallback)\n"
-        "    for path in sys.argv[1:]:\n"
+        "    decoder = build_decoder(sys.argv[1], fallback)\n"
+        "    for path in sys.argv[2:]:\n"
         "        try:\n"
         "            frames = decoder.read(pathlib.Path(path).read_bytes(), lambda i: [0, 5])\n"
         "            print(tuple(frames.shape))\n"
@@ -100,20 +121,18 @@ def test_damaged_containers_are_broken_samples_not_dead_processes(tmp_path: Path
         "            print('broken')\n"
     )
     child = subprocess.run(
-        [sys.executable, "-c", script, *(str(tmp_path / n) for n in damaged)],
+        [sys.executable, "-c", script, name, *(str(tmp_path / n) for n in damaged)],
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert child.returncode == 0, child.stderr[-2000:]
-    # With the PyAV fallback, the first two decode (PyAV counts frames by demuxing); the only
-    # chunk of the third lies past the end. decord alone refuses or reports all three.
-    frames = "(2, 3, 24, 32)"
-    assert child.stdout.splitlines() == [frames, frames, "broken", "broken", "broken", "broken"]
+    assert child.stdout.splitlines() == DAMAGE_OUTCOMES[name]
 
 
-def test_decoding_leaves_no_file_descriptor_open() -> None:
-    decoder = build_decoder("decord", fallback=None)
+@pytest.mark.parametrize("name", ["decord", "torchcodec"])
+def test_decoding_leaves_no_file_descriptor_open(name: str) -> None:
+    decoder = decoder_or_skip(name, fallback=None)
     data = media.video()
     decoder.read(data, lambda info: [0])
     before = len(os.listdir("/proc/self/fd"))
@@ -126,7 +145,7 @@ def test_without_memfd_decord_reads_the_bytes(monkeypatch: pytest.MonkeyPatch) -
     """Where the system has no anonymous in-memory files (macOS, Windows) decord reads the
     bytes directly, with the same frames."""
     data = media.video()
-    decoder = build_decoder("decord", fallback=None)
+    decoder = decoder_or_skip("decord", fallback=None)
     expected = decoder.read(data, lambda info: [0, 3, 5])
     monkeypatch.delattr(os, "memfd_create")
     assert torch.equal(decoder.read(data, lambda info: [0, 3, 5]), expected)

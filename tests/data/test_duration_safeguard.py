@@ -1,7 +1,7 @@
 """The original's duration safeguard: a file whose stream ends before its header says (a
 truncated download) has its clips spread over the header's frames when the stream holds at
-least 80% of them, else over the frames it really holds (reference 4.2). decord cannot open
-such files; the PyAV fallback reads them this way."""
+least 80% of them, else over the frames it really holds (reference 4.2). torchcodec and PyAV
+read such files this way; decord cannot open them, and its PyAV fallback reads them."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import torch
 from clipbert.data.decoding import build_decoder, sampled_frame_count
 from clipbert.data.frame_sampling import FrameSampling, sample_frame_indices
 from clipbert.data.readers import VideoClipReader
+from tests.helpers import decoder_or_skip
 
 FRAMES, FPS = 100, 10
 SAMPLING = FrameSampling(n_clips=4, num_frames=2, fps=5.0, strategy="fixed")
@@ -43,9 +44,9 @@ def _frames_held(data: bytes) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size > 0)
 
 
-def _read(data: bytes) -> torch.Tensor:
-    reader = VideoClipReader(None, build_decoder("decord", fallback="pyav"), SAMPLING)
-    return reader.decode(data, "clip.mp4")
+def _read(data: bytes, name: str) -> torch.Tensor:
+    decoder = decoder_or_skip(name, fallback="pyav" if name == "decord" else None)
+    return VideoClipReader(None, decoder, SAMPLING).decode(data, "clip.mp4")
 
 
 def _expected(whole: torch.Tensor, total: int, held: int) -> torch.Tensor:
@@ -62,12 +63,13 @@ def test_the_rule() -> None:
     assert sampled_frame_count(2**31, 300) == 300  # a damaged header
 
 
+@pytest.mark.parametrize("name", ["decord", "torchcodec", "pyav"])
 @pytest.mark.parametrize("kept", [0.9, 0.5])
-def test_truncated_files_are_sampled_as_the_original(video: bytes, kept: float) -> None:
+def test_truncated_files_are_sampled_as_the_original(video: bytes, kept: float, name: str) -> None:
     cut = video[: int(len(video) * kept)]
     held = _frames_held(cut)
     assert 0 < held < FRAMES
     whole = build_decoder("pyav", fallback=None).read(video, lambda info: list(range(FRAMES)))
     total = FRAMES if held >= 0.8 * FRAMES else held
     assert (held >= 0.8 * FRAMES) == (kept == 0.9)
-    torch.testing.assert_close(_read(cut), _expected(whole, total, held), rtol=0, atol=0)
+    torch.testing.assert_close(_read(cut, name), _expected(whole, total, held), rtol=0, atol=0)

@@ -14,7 +14,7 @@ from clipbert.data.reencode import ReencodeSettings, reencode_video
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 
-def _read(data: bytes, decoder: str = "decord") -> tuple[VideoInfo, torch.Tensor]:
+def _read(data: bytes, decoder: str = "auto") -> tuple[VideoInfo, torch.Tensor]:
     info: list[VideoInfo] = []
     frames = build_decoder(decoder, fallback=None).read(
         data, lambda i: info.append(i) or range(i.num_frames)

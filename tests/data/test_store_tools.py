@@ -19,6 +19,7 @@ from clipbert.data.store_tools import (
     validate_store,
 )
 from clipbert.data.stores import LmdbStore
+from tests.helpers import decoder_or_skip
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 VIDEOS = {
@@ -52,6 +53,7 @@ def test_inspect(store: LmdbStore) -> None:
     ("decoder", "broken"),
     [
         ("decord", {"clip_fake", "clip_corrupt", "clip_webm", "clip_gif"}),
+        ("torchcodec", {"clip_fake", "clip_corrupt", "clip_avi"}),  # AVI: to the fallback
         ("pyav", {"clip_fake"}),
     ],
 )
@@ -59,7 +61,7 @@ def test_validate_lists_what_the_decoder_cannot_read(
     store: LmdbStore, tmp_path: Path, decoder: str, broken: set[str]
 ) -> None:
     report = validate_store(
-        store, "video", build_decoder(decoder, fallback=None), tmp_path, progress=False
+        store, "video", decoder_or_skip(decoder, fallback=None), tmp_path, progress=False
     )
     assert report.checked == 7 and set(report.broken) == broken
     assert all(decoder in reason for reason in report.broken.values())
@@ -68,9 +70,10 @@ def test_validate_lists_what_the_decoder_cannot_read(
 
 
 def test_validate_with_the_fallback_reports_only_the_unreadable(store: LmdbStore) -> None:
-    report = validate_store(store, "video", build_decoder("decord"), progress=False)
+    report = validate_store(store, "video", build_decoder(), progress=False)  # auto + PyAV
     assert set(report.broken) == {"clip_fake"}
-    assert "decord" in report.broken["clip_fake"] and "pyav" in report.broken["clip_fake"]
+    primary = build_decoder(fallback=None).name
+    assert primary in report.broken["clip_fake"] and "pyav" in report.broken["clip_fake"]
 
 
 def test_check_lists_annotation_ids_missing_from_the_store(

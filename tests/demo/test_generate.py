@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import threading
 import time
 from pathlib import Path
 
-import decord
 import numpy as np
 import pytest
 from transformers import BertTokenizerFast
 
+from clipbert.data.decoding import build_decoder
 from clipbert.data.stores import LmdbStore
 from clipbert.demo import DemoPaths, ensure_demo_dataset
 from clipbert.demo import generate as gen
@@ -120,7 +119,8 @@ def test_other_seed_regenerates_in_place(tmp_path: Path) -> None:
 
 def _shape_centroids(video: bytes, frames: list[int]) -> np.ndarray:
     """(x, y) centroid of the non-background pixels in each frame."""
-    batch = decord.VideoReader(io.BytesIO(video)).get_batch(frames).asnumpy().astype(int)
+    decoded = build_decoder(fallback=None).read(video, lambda info: frames)
+    batch = decoded.permute(0, 2, 3, 1).numpy().astype(int)
     background = np.median(batch.reshape(len(frames), -1, 3), axis=1)[:, None, None]
     masks = np.abs(batch - background).max(axis=-1) > 40
     return np.array([np.argwhere(mask).mean(axis=0)[::-1] for mask in masks])

@@ -99,7 +99,7 @@ def _read_stored(case: Case, tmp_path: Path) -> object:
             writer.put("case", data)
     store = LmdbStore(tmp_path / "case_store")
     if case.entry == VIDEO:
-        read = VideoClipReader(store, build_decoder("decord", "pyav", 20.0), SAMPLING)
+        read = VideoClipReader(store, build_decoder("auto", "pyav", 20.0), SAMPLING)
     else:
         read = ImageReader(store)
     frames, reason = read_or_mark(read, "case")

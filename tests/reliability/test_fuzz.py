@@ -82,7 +82,7 @@ def reader(store_path: Path) -> VideoClipReader:
 
 
 def _reader(store_path: Path) -> VideoClipReader:
-    return VideoClipReader(LmdbStore(store_path), build_decoder("decord", "pyav", 10.0), SAMPLING)
+    return VideoClipReader(LmdbStore(store_path), build_decoder("auto", "pyav", 10.0), SAMPLING)
 
 
 def _decode_in_child(store_path: Path, data: bytes) -> tuple[str, object]:
