@@ -32,8 +32,7 @@ def test_a_sweep_over_lr_and_seed_runs_four_jobs_and_writes_a_summary(
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
     assert jobs == ["0", "1", "2", "3"]
-    with (sweep / "summary.csv").open() as file:
-        rows = list(csv.DictReader(file))
+    rows = summary_rows(sweep)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
     combinations = set()
     for row in rows:
@@ -75,8 +74,7 @@ def test_clipbert_summarize_ranks_a_folder_of_jobs_by_their_recorded_metric(
         if loss is not None:
             (tmp_path / job / "metrics.json").write_text(json.dumps({"val/loss": loss}))
     summarize([str(tmp_path)])
-    with (tmp_path / "summary.csv").open() as file:
-        assert [r["job"] for r in csv.DictReader(file)] == ["1", "0", "2"]  # min first
+    assert [r["job"] for r in summary_rows(tmp_path)] == ["1", "0", "2"]  # min first
     assert "3 jobs, best first by val/loss" in capsys.readouterr().out
     summarize([str(tmp_path), "--monitor", "val/loss", "--mode", "max"])
     assert (tmp_path / "summary.md").read_text().splitlines()[2].startswith("| 0 |")
@@ -104,8 +102,7 @@ def test_a_sweep_through_submitit_writes_its_summary(demo_root: Path, tmp_path: 
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # two jobs ran
-    with (sweep / "summary.csv").open() as file:
-        rows = list(csv.DictReader(file))
+    rows = summary_rows(sweep)
     assert sorted(r["overrides"].split()[0] for r in rows) == ["seed=1", "seed=2"]
     assert {r["status"] for r in rows} == {"done"} and all(r["test/acc"] for r in rows)
     assert "| job | overrides | status | val/acc |" in (sweep / "summary.md").read_text()
@@ -132,8 +129,7 @@ def test_an_optuna_search_runs_its_trials_and_reports_the_best(
     assert set(best["best_params"]) == {"task.module.optimizer.lr", "task.module.cnn_lr"}
     assert 1e-4 <= best["best_params"]["task.module.optimizer.lr"] <= 1e-3
     assert 0.0 <= best["best_value"] <= 1.0
-    with (sweep / "summary.csv").open() as file:
-        rows = list(csv.DictReader(file))
+    rows = summary_rows(sweep)
     assert len(rows) == 2 and float(rows[0]["val/acc_best"]) == best["best_value"]
 
 
@@ -157,5 +153,10 @@ def test_a_sweep_of_ddp_jobs(demo_root: Path, tmp_path: Path) -> None:
     for job in ("0", "1"):
         assert (sweep / job / "train_ddp_process_1.log").is_file()  # the second process ran
         assert "test/acc" in json.loads((sweep / job / "metrics.json").read_text())
+    assert len(summary_rows(sweep)) == 2
+
+
+def summary_rows(sweep: Path) -> list[dict[str, str]]:
+    """The rows of the sweep's summary.csv."""
     with (sweep / "summary.csv").open() as file:
-        assert len(list(csv.DictReader(file))) == 2
+        return list(csv.DictReader(file))
