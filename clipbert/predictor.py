@@ -7,6 +7,7 @@
     predictor.match("clip.mp4", "a man runs on a beach")                 # retrieval score
     predictor.answer(["a.mp4", "b.mp4"], ["who sings?", "what falls?"])  # lists: batched
     answers, clips = predictor.answer("clip.mp4", "why?", per_clip=True)  # what each clip says
+    seen = predictor.sampled("clip.mp4")  # the frames the model sees, and their times
 
 Frames are sampled, decoded and resized exactly as the checkpoint's evaluation loader does.
 """
@@ -14,6 +15,8 @@ Frames are sampled, decoded and resized exactly as the checkpoint's evaluation l
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,6 +73,22 @@ class ClipScores:
     aggregated: Tensor
     probs: Tensor
     score_agg: str
+
+
+@dataclass(frozen=True)
+class SampledFrames:
+    """The frames the model sees of one file and when each was taken, so that a person can
+    check whether the clips caught what a question is about.
+
+    ``frames``: uint8 (n_clips, num_frames, 3, H, W) at the file's own size (the model resizes
+    them); ``seconds``: each frame's time in the video (index / the video's frame rate, as
+    evaluation reports it), one list per clip. An image (``image``) is one clip of one frame
+    at 0.0.
+    """
+
+    frames: Tensor
+    seconds: list[list[float]]
+    image: bool = False
 
 
 # One input's result, without or with ``per_clip``; a call given lists returns a list of them.
@@ -204,6 +223,19 @@ class Predictor:
             run, device, n_clips, score_agg, precision=precision, batch_size=batch_size
         )
 
+    def with_sampling(self, **changes: object) -> Predictor:
+        """This predictor with other frame sampling (``n_clips=8``, as ``from_run`` takes it),
+        sharing the model, tokenizer and decoder: trying a setting reloads nothing."""
+        other = copy.copy(self)
+        sampling = dataclasses.replace(self.reader.sampling, **changes)
+        other.reader = VideoClipReader(None, self.reader.decoder, sampling)
+        return other
+
+    def sampled(self, visual: Visual) -> SampledFrames:
+        """A video or image file -> the frames the model sees of it and their place in the
+        video, decoded and sampled exactly as the answering calls decode and sample them."""
+        return self._sample(_existing([visual])[0])
+
     def frames(self, visual: Visual) -> Tensor:
         """A video or image file -> its sampled uint8 frames (1, n_clips, num_frames, 3, H, W)
         on the device, at the file's own size (the model resizes them).
@@ -213,19 +245,28 @@ class Predictor:
         return self._read(_existing([visual])[0]).to(self.device).unsqueeze(0)
 
     def _read(self, path: Path) -> Tensor:
-        """uint8 clips of a file; a JPEG or PNG under a video extension (or a video under an
-        image one) is read as what its bytes are, not as its name says."""
+        """uint8 clips of a file (see ``_sample``)."""
+        return self._sample(path).frames
+
+    def _sample(self, path: Path) -> SampledFrames:
+        """The clips of a file and when each frame was taken; a JPEG or PNG under a video
+        extension (or a video under an image one) is read as what its bytes are, not as its
+        name says."""
         data = path.read_bytes()
         kind = guess_extension(data)
         as_image = kind in ("jpg", "png") or (
             kind not in ("mp4", "mkv", "avi") and path.suffix.lower() in IMAGE_SUFFIXES
         )
         if not as_image:
-            return self.reader.decode(data, str(path))
+            frames, times = self.reader.decode_timed(data, str(path))
+            per_clip = frames.shape[1]
+            clips = [times[i : i + per_clip] for i in range(0, len(times), per_clip)]
+            return SampledFrames(frames, clips)
         try:
-            return decode_image(data).unsqueeze(0)  # (1, 1, 3, H, W)
+            image = decode_image(data).unsqueeze(0)  # (1, 1, 3, H, W)
         except DecodeError as err:
             raise DecodeError(f"{path}: {err}; check the file or convert it") from err
+        return SampledFrames(image, [[0.0]], image=True)
 
     def answer(
         self,

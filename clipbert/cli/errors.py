@@ -36,6 +36,7 @@ EXTRA_OF_PACKAGE = {
     "boto3": "shards",
     "optuna": "sweep",
     "submitit": "slurm",
+    "gradio": "app",
 }
 # `hydra/launcher=NAME` choices that hydra-submitit-launcher (the [slurm] extra) provides
 SUBMITIT_LAUNCHERS = ("slurm", "submitit_slurm", "submitit_local")
@@ -77,10 +78,12 @@ def one_line(exc: BaseException) -> str:
 
 def install_hint(message: str) -> str:
     """`` (pip install 'clipbert[EXTRA]')`` when ``message`` names a package an extra installs
-    (Lightning's loggers say "Requirement 'wandb>=0.12.10' not met"), else ``""``."""
+    (Lightning's loggers say "Requirement 'wandb>=0.12.10' not met") and not yet the extra,
+    else ``""``."""
     words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", message))
     extras = sorted({extra for package, extra in EXTRA_OF_PACKAGE.items() if package in words})
-    return "".join(f" (pip install 'clipbert[{extra}]')" for extra in extras)
+    missing = [extra for extra in extras if f"clipbert[{extra}]" not in message]
+    return "".join(f" (pip install 'clipbert[{extra}]')" for extra in missing)
 
 
 def require_launcher_plugin(overrides: list[str]) -> None:

@@ -14,9 +14,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from clipbert.allocator import keep_freed_memory
+from clipbert.callbacks.prediction_frames import PredictionFrames
 from clipbert.cli.errors import reported
 from clipbert.models.heads import SCORE_AGGREGATIONS
 from clipbert.predictor import Predictor
+from clipbert.reports.prediction_page import write_prediction_report
 from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
 from clipbert.runs.configs import CONFIG_DIR
 from clipbert.runs.original import load_any_run
@@ -44,6 +46,21 @@ def every_process_outputs(outputs: list) -> list:
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, outputs)
     return [batch for rank_outputs in gathered for batch in rank_outputs]
+
+
+REPORT_CHOICES = ("auto", True, False)
+
+
+def report_frames(cfg: DictConfig) -> PredictionFrames | None:
+    """The callback that keeps the report's thumbnails; None for ``report=false``.
+    ``report=auto`` skips splits beyond ``report_max_examples``; ``report=true`` never does."""
+    choice = cfg.get("report", "auto")
+    if choice not in REPORT_CHOICES:
+        raise ValueError(f"report must be auto, true or false, got '{choice}'")
+    if choice is False:
+        return None
+    limit = cfg.get("report_max_examples") if choice == "auto" else None
+    return PredictionFrames(max_examples=limit, height=cfg.get("report_thumbnail_height"))
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:
@@ -89,6 +106,7 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         run, image_size=datamodule.image_size, score_agg=cfg.score_agg, compile=cfg.compile
     )
     check_vocabulary(datamodule, run.answer_vocabulary)
+    frames = report_frames(cfg)
     trainer = pl.Trainer(
         accelerator=cfg.accelerator,
         devices=cfg.devices,
@@ -96,12 +114,17 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         logger=False,
         enable_model_summary=False,
         default_root_dir=str(output_dir),
+        callbacks=[frames] if frames else [],
     )
     outputs = every_process_outputs(trainer.predict(module, datamodule=datamodule))
+    videos = frames.every_process_videos() if frames and frames.enabled else None
     writer = trainer.is_global_zero
     report = module.write_predictions(outputs, output_dir if writer else None, datamodule)
     if not writer:  # the metrics were computed together; the first process reports them
         return report.metrics
+    if videos is not None:
+        title = f"{cfg.txt_db or cfg.split} predicted by {checkpoint}"
+        report.files.append(write_prediction_report(output_dir, videos, title))
     sampling = datamodule.eval_sampling
     header = (
         f"{cfg.split}: {report.size}, n_clips={sampling.n_clips}, "

@@ -32,6 +32,8 @@ class FramesBatch:
 
     frames: Frames
     replaced: int = field(default=0, kw_only=True)  # unreadable training items replaced
+    # evaluation: each video's sampled frame times in seconds (clips concatenated), for reports
+    frame_times: list[list[float]] = field(default_factory=list, kw_only=True)
 
     def pin_memory(self) -> FramesBatch:
         """Called by the DataLoader when ``pin_memory=True``."""
@@ -67,6 +69,13 @@ class QABatch(FramesBatch):
     options: list[tuple[str, ...]] = field(default_factory=list)  # empty when open-ended
     target_scores: torch.Tensor | None = None  # image QA: (Q, num_labels) soft scores
     broken: list[str | None] = field(default_factory=list)  # why a video was unreadable
+    video_ids: list[str] = field(default_factory=list)  # (V,) the store keys of the videos
+
+    def question_video_id(self, i: int) -> str | None:
+        """The store key of question ``i``'s video (None in batches built without them)."""
+        if not self.video_ids:
+            return None
+        return self.video_ids[int(self.visual_index[i * self.texts_per_question])]
 
     def broken_mask(self) -> torch.Tensor:
         """(Q,) True for questions whose video could not be read (evaluation only)."""

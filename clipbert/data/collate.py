@@ -43,6 +43,7 @@ def frames_and_texts(items: list[dict], tokenize: TextTokenizer) -> dict[str, to
         "attention_mask": attention_mask,
         "visual_index": torch.arange(len(items)).repeat_interleave(counts),
         "replaced": sum(item.get("replaced", 0) for item in items),
+        "frame_times": [item.get("frame_times", []) for item in items],
     }
 
 
@@ -79,6 +80,7 @@ class QACollator:
             answer_types=gather("answer_types"),
             options=gather("options"),
             broken=gather("broken"),
+            video_ids=[item["video_id"] for item in items],
             target_scores=None
             if self.num_labels is None
             else self._target_scores(gather("answer_scores")),
@@ -114,4 +116,5 @@ def collate_videos(items: list[dict]) -> VideoBatch:
         indices=torch.tensor([item["index"] for item in items]),
         video_ids=[item["video_id"] for item in items],
         broken=[item["broken"] for item in items],
+        frame_times=[item["frame_times"] for item in items],
     )

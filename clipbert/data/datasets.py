@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch.utils.data import Dataset
@@ -95,16 +96,26 @@ def pad_group(group: list, size: int) -> list:
     return group + [group[i] for i in draws]
 
 
+class GroupRead(NamedTuple):
+    """What :func:`read_group` gives: the video's frames, why it could not be read, the
+    frames' times in seconds (evaluation only) and the group's examples."""
+
+    frames: torch.Tensor
+    broken: str | None
+    times: list[float]
+    group: list
+
+
 def read_group(
     read: VideoClipReader | ImageReader, group: list, size: int, evaluation: bool
-) -> tuple[torch.Tensor, str | None, list]:
+) -> GroupRead:
     """The frames of a group's video, why it could not be read (evaluation only: the video is
     marked, :func:`read_or_mark`) and the group's examples (training fills a short group up to
     ``size``, :func:`pad_group`; an unreadable video raises for ``ReplaceBroken``)."""
     video_id = group[0].store_key
     if evaluation:
-        return *read_or_mark(read, video_id), group
-    return read(video_id), None, pad_group(group, size)
+        return GroupRead(*read_or_mark(read, video_id), group)
+    return GroupRead(read(video_id), None, [], pad_group(group, size))
 
 
 class QADataset(Dataset):
@@ -143,12 +154,13 @@ class QADataset(Dataset):
         return self.ans2label.get(example.answer, IGNORE_LABEL)
 
     def __getitem__(self, index: int) -> dict:
-        frames, broken, group = read_group(
+        frames, broken, times, group = read_group(
             self.read_clips, self.groups[index], self.max_texts_per_video, self.evaluation
         )
         video_id = group[0].store_key
         return {
             "frames": frames,
+            "frame_times": times,
             "broken": [broken] * len(group),
             "video_id": video_id,
             "texts": [text for e in group for text in e.texts()],
@@ -224,5 +236,11 @@ class VideoListDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         video_id = self.video_ids[index]
-        frames, broken = read_or_mark(self.read_clips, video_id)
-        return {"frames": frames, "broken": broken, "video_id": video_id, "index": index}
+        frames, broken, times = read_or_mark(self.read_clips, video_id)
+        return {
+            "frames": frames,
+            "frame_times": times,
+            "broken": broken,
+            "video_id": video_id,
+            "index": index,
+        }

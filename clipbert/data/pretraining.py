@@ -111,7 +111,7 @@ class CaptionGroups(Dataset):
             return {**self._item(index), "seed": index}
 
     def _item(self, index: int) -> dict:
-        frames, broken, group = read_group(
+        frames, broken, _, group = read_group(
             self.read, self.groups[index], self.max_texts_per_video, self.evaluation
         )
         video_id = group[0].store_key

@@ -66,7 +66,13 @@ class VideoClipReader:
 
     def __call__(self, video_id: str) -> torch.Tensor:
         """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
-        return self.decode(self.store.get(video_id), f"video '{video_id}' in {self.store.path}")
+        return self.read_timed(video_id)[0]
+
+    def read_timed(self, video_id: str) -> tuple[torch.Tensor, list[float]]:
+        """The frames and the time of each in seconds (clips concatenated), for evaluation:
+        reports show which moments the model saw."""
+        name = f"video '{video_id}' in {self.store.path}"
+        return self.decode_timed(self.store.get(video_id), name)
 
     def placeholder(self) -> torch.Tensor:
         """Black clips standing in for an unreadable video in evaluation (see ``read_or_mark``)."""
@@ -74,12 +80,24 @@ class VideoClipReader:
 
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
+        return self.decode_timed(data, name)[0]
+
+    def decode_timed(self, data: bytes, name: str) -> tuple[torch.Tensor, list[float]]:
+        """:meth:`decode`, and the sampled frames' times in seconds (index / the video's fps)."""
+        times: list[float] = []
+
+        def indices_and_times(info: VideoInfo) -> list[int]:
+            indices = self.frame_indices(info)
+            times[:] = [round(i / info.fps, 3) if info.fps > 0 else 0.0 for i in indices]
+            return indices
+
         try:
-            frames = self.decoder.read(data, self.frame_indices)
+            frames = self.decoder.read(data, indices_and_times)
         except DecodeError as err:
             raise DecodeError(f"{name}: {err}") from err
         check_aspect_ratio(frames, name)
-        return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
+        clips = frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
+        return clips, times
 
 
 class ImageReader:
@@ -90,6 +108,10 @@ class ImageReader:
 
     def placeholder(self) -> torch.Tensor:
         return black_frames(1, 1)
+
+    def read_timed(self, image_id: str) -> tuple[torch.Tensor, list[float]]:
+        """The image and its one "time", 0, as :meth:`VideoClipReader.read_timed` gives."""
+        return self(image_id), [0.0]
 
     def __call__(self, image_id: str) -> torch.Tensor:
         try:
@@ -108,12 +130,14 @@ def black_frames(n_clips: int, num_frames: int) -> torch.Tensor:
 
 def read_or_mark(
     read: VideoClipReader | ImageReader, video_id: str
-) -> tuple[torch.Tensor, str | None]:
+) -> tuple[torch.Tensor, str | None, list[float]]:
     """Evaluation never swaps a broken video for another: it gets black placeholder frames and
-    the reason, so its questions are listed in the outputs and counted wrong."""
+    the reason, so its questions are listed in the outputs and counted wrong. Also the frames'
+    times in seconds (none for a broken video)."""
     try:
-        return read(video_id), None
+        frames, times = read.read_timed(video_id)
+        return frames, None, times
     except (DecodeError, KeyError) as err:  # KeyError: the store has no such key
         reason = err.args[0] if err.args else type(err).__name__
         log.warning("unreadable in evaluation, counted wrong: %s", reason)
-        return read.placeholder(), str(reason)
+        return read.placeholder(), str(reason), []

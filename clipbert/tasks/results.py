@@ -13,7 +13,7 @@ import torch
 
 from clipbert.atomic_files import write_text_atomic
 from clipbert.data.datamodule import RankingTexts
-from clipbert.metrics import GroupedMean
+from clipbert.metrics import GroupedMean, retrieval_ranks
 
 TOP_K = 5  # candidates listed per prediction
 
@@ -91,15 +91,17 @@ def write_ranking_results(
     output_dir: Path,
     texts: RankingTexts,
 ) -> list[Path]:
-    """rankings.jsonl (each caption's top videos), metrics.json and broken.json (unreadable
-    videos, scored -1 with every caption); the original's results.json (every caption-video
-    score, rounded to 4 decimals as it does) and scores.json."""
+    """rankings.jsonl (each caption's top videos and its gold video's rank), metrics.json and
+    broken.json (unreadable videos, scored -1 with every caption); the original's results.json
+    (every caption-video score, rounded to 4 decimals as it does) and scores.json."""
     top = matrix.topk(min(TOP_K, matrix.shape[1]), dim=1)
+    gold_ranks = retrieval_ranks(matrix, texts.text_to_video)["t2v"].tolist()
     rankings = [
         {
             "caption_id": texts.caption_ids[t],
             "caption": texts.captions[t],
             "gold": texts.video_ids[int(texts.text_to_video[t])],
+            "gold_rank": gold_ranks[t],
             "top5": [
                 {"video_id": texts.video_ids[v], "score": round(s, 6)}
                 for v, s in zip(top.indices[t].tolist(), top.values[t].tolist(), strict=True)

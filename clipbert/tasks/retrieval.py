@@ -324,6 +324,7 @@ class RetrievalTask(ClipBertTask):
         return [
             {
                 "question_id": batch.question_ids[i],
+                "video_id": batch.question_video_id(i),
                 "question": batch.questions[i],
                 "answer_type": batch.answer_types[i],
                 "options": list(batch.options[i]),

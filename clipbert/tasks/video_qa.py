@@ -132,6 +132,7 @@ class QATask(ClipBertTask):
         for i in range(len(batch)):
             record = {
                 "question_id": batch.question_ids[i],
+                "video_id": batch.question_video_id(i),
                 "question": batch.questions[i],
                 "answer_type": batch.answer_types[i],
                 **self.describe(batch, i, top.indices[i].tolist(), top.values[i].tolist()),

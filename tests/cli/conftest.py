@@ -12,6 +12,7 @@ import pytest
 from omegaconf import open_dict
 
 from clipbert.demo.generate import DemoPaths
+from tests.browser import browser, page  # noqa: F401
 from tests.helpers import compose_config, tiny_demo_overrides
 
 

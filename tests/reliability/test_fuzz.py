@@ -161,10 +161,10 @@ def _check_decoded(decoding_child: DecodingChild, data: bytes) -> None:
 
 
 def test_missing_and_broken_keys_are_marked_in_evaluation(reader: VideoClipReader) -> None:
-    frames, reason = read_or_mark(reader, "no-such-key")
-    assert "no-such-key" in reason and frames.shape[:2] == (1, 2)
-    frames, reason = read_or_mark(reader, "good")
-    assert reason is None and frames.shape[:3] == (1, 2, 3)
+    frames, reason, times = read_or_mark(reader, "no-such-key")
+    assert "no-such-key" in reason and frames.shape[:2] == (1, 2) and times == []
+    frames, reason, times = read_or_mark(reader, "good")
+    assert reason is None and frames.shape[:3] == (1, 2, 3) and len(times) == 2
 
 
 class _Stuck(VideoDecoder):

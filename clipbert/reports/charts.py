@@ -1,0 +1,72 @@
+"""The prediction report's charts, drawn by matplotlib as inline SVG (crisp at any zoom, no
+files beside the page)."""
+
+from __future__ import annotations
+
+import io
+from collections import Counter
+
+import matplotlib
+
+matplotlib.use("Agg")  # never a display: reports are written on servers
+import matplotlib.pyplot as plt  # noqa: E402
+
+SIZE = (4.2, 2.8)  # inches
+BAR_COLOR = "#4c78a8"
+
+
+def svg_of(figure: plt.Figure) -> str:
+    """The figure as an ``<svg>`` element (the XML prolog dropped), then closed."""
+    out = io.StringIO()
+    figure.savefig(out, format="svg", bbox_inches="tight")
+    plt.close(figure)
+    text = out.getvalue()
+    return text[text.index("<svg") :]
+
+
+def accuracy_by_type(accuracies: dict[str, float]) -> str:
+    """Horizontal bars: accuracy per answer type."""
+    names = list(accuracies)
+    figure, axes = plt.subplots(figsize=(SIZE[0], 0.45 * len(names) + 0.9))
+    axes.barh(names, [accuracies[n] for n in names], color=BAR_COLOR)
+    axes.set_xlim(0, 1)
+    axes.invert_yaxis()
+    axes.set_xlabel("accuracy")
+    for y, name in enumerate(names):
+        axes.text(min(accuracies[name], 0.85) + 0.01, y, f"{accuracies[name]:.1%}", va="center")
+    axes.set_title("Accuracy by answer type")
+    return svg_of(figure)
+
+
+def calibration_plot(bins: list[tuple[float, float, int]]) -> str:
+    """Accuracy against confidence per bin, marker size by count, with the diagonal."""
+    figure, axes = plt.subplots(figsize=SIZE)
+    axes.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1)
+    if bins:
+        largest = max(n for _, _, n in bins)
+        axes.plot([c for c, _, _ in bins], [a for _, a, _ in bins], color=BAR_COLOR)
+        axes.scatter(
+            [c for c, _, _ in bins],
+            [a for _, a, _ in bins],
+            s=[20 + 180 * n / largest for _, _, n in bins],
+            color=BAR_COLOR,
+            zorder=3,
+        )
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top answer's probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title("Calibration")
+    return svg_of(figure)
+
+
+def rank_histogram(ranks: list[int], largest_shown: int = 10) -> str:
+    """How many captions put their video at rank 1, 2, ..., and beyond ``largest_shown``."""
+    counts = Counter(min(r, largest_shown + 1) for r in ranks)
+    labels = [str(r) for r in range(1, largest_shown + 1)] + [f">{largest_shown}"]
+    figure, axes = plt.subplots(figsize=SIZE)
+    axes.bar(labels, [counts.get(r, 0) for r in range(1, largest_shown + 2)], color=BAR_COLOR)
+    axes.set_xlabel("rank of the true video")
+    axes.set_ylabel("captions")
+    axes.set_title("Rank of the true video")
+    return svg_of(figure)
