@@ -26,6 +26,8 @@ demo: venv
 	$(PY) train.py trainer.accelerator=cpu hydra.run.dir=$(DEMO_RUN)
 	$(PY) predict.py run_dir=$(DEMO_RUN) split=test
 	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict/test_best/)"
+	@echo "Training curves: $(DEMO_RUN)/curves.html"
+	@echo "Prediction report (open in a browser): $(DEMO_RUN)/predict/test_best/report.html"
 
 # Pre-training's gain on the demo (about 45 minutes on 2 cores): pre-train on captions, then
 # finetune video QA on a tenth of its questions from that checkpoint and from scratch.

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from clipbert.cli.predict import predict
 from tests.browser import screenshot
@@ -136,3 +137,36 @@ def test_report_false_writes_none_and_auto_skips_huge_splits(demo_checkpoint, tm
     assert (tmp_path / "on" / "report.html").is_file()
     with pytest.raises(ValueError, match="report must be auto, true or false"):
         predict(predict_config(tmp_path / "bad", f"ckpt_path={best}", "report=maybe"))
+
+
+def test_ten_thousand_examples_keep_one_page_in_the_document(tmp_path, page) -> None:
+    """Pages of 50: the document holds one page of cards whatever the split's size."""
+    from clipbert.reports.prediction_page import PAGE_SIZE, write_prediction_report
+    from clipbert.reports.thumbnails import video_thumbnails
+
+    count = 10_000
+    rows = [
+        {
+            "question_id": i,
+            "video_id": f"v{i % 500}",
+            "question": f"question {i}?",
+            "answer_type": "what",
+            "prediction": "a",
+            "top5": [{"answer": "a", "prob": 0.7}, {"answer": "b", "prob": 0.3}],
+            "gold": "a" if i % 3 else "b",
+        }
+        for i in range(count)
+    ]
+    (tmp_path / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "metrics.json").write_text(json.dumps({"acc": 2 / 3, "acc_what": 2 / 3}))
+    frames = video_thumbnails(torch.zeros((2, 2, 3, 60, 80), dtype=torch.uint8), [0, 1, 2, 3])
+    videos = {f"v{v}": {"clips": frames, "broken": False} for v in range(500)}
+    write_prediction_report(tmp_path, videos)
+    open_report(page, tmp_path)
+    assert page.locator("article.example").count() == PAGE_SIZE
+    page.check("#wrong-only")
+    assert int(page.inner_text("#shown-count")) == len([i for i in range(count) if i % 3 == 0])
+    assert page.locator("article.example").count() == PAGE_SIZE
+    page.click("#next-page")
+    assert page.locator("article.example").first.get_attribute("data-id") == str(3 * PAGE_SIZE)
+    assert broken_images(page) == 0 and page.errors == []
