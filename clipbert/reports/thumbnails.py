@@ -13,7 +13,7 @@ from torchvision.transforms.v2.functional import resize
 
 JPEG_QUALITY = 70
 # Thumbnail height by how many frames a video shows: a 16-clip x 2-frame video at 32 px is
-# about 30 KB, so a 1,000-video report stays within a few tens of MB.
+# about 45 KB, so a 1,000-video report stays under 50 MB.
 HEIGHT_BY_FRAME_COUNT = ((4, 72), (8, 56), (16, 44))
 SMALLEST_HEIGHT = 32
 
