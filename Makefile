@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 VENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
 DEMO_RUN ?= outputs/demo_video_qa/$(shell date +%Y-%m-%d_%H-%M-%S)
 
-.PHONY: demo demo-pretrain test test-slow test-core lint bench venv clean-demo
+.PHONY: demo demo-pretrain app test test-slow test-core lint bench venv clean-demo
 
 venv: $(VENV_STAMP)
 
@@ -28,6 +28,11 @@ demo: venv
 	@echo "Run folder: $(DEMO_RUN)  (checkpoints/, csv/metrics.csv, metrics.json, predict/test_best/)"
 	@echo "Training curves: $(DEMO_RUN)/curves.html"
 	@echo "Prediction report (open in a browser): $(DEMO_RUN)/predict/test_best/report.html"
+	@echo "Ask it about your own video: make app ARGS=run_dir=$(DEMO_RUN)"
+
+# The local page (gradio) for one video or image at a time: make app ARGS="run_dir=<run>"
+app: venv
+	$(PY) app.py $(ARGS)
 
 # Pre-training's gain on the demo (about 45 minutes on 2 cores): pre-train on captions, then
 # finetune video QA on a tenth of its questions from that checkpoint and from scratch.

@@ -3,7 +3,8 @@
 Each job folder holds ``.hydra/overrides.yaml`` (what the job changed) and, once the job has
 finished, ``metrics.json``. The summary lists one row per job, best first by the task's
 validation metric, in ``summary.csv`` and ``summary.md`` beside the job folders; a job that
-failed or was stopped has no metrics and is listed last, marked so.
+failed or was stopped has no metrics and is listed last, marked so. Beside them, ``curves.html``
+draws every job's logged metrics on shared plots (``clipbert/reports/curves.py``).
 
 Whatever ran the jobs (the local launcher, submitit's local or SLURM launcher, or a hand-made job
 array writing into one folder), ``clipbert-summarize <sweep dir>`` writes the same summary
@@ -24,6 +25,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from clipbert.atomic_files import write_text_atomic
+from clipbert.reports.curves import write_sweep_curves
 
 log = logging.getLogger(__name__)
 
@@ -116,3 +118,16 @@ class SweepSummary(Callback):
         table = short_table(rows, monitor)
         log.info("sweep of %d jobs, best first by %s:\n%s", len(rows), monitor, table)
         log.info("summary: %s and summary.csv", sweep_dir / "summary.md")
+        write_comparison_page(sweep_dir)
+
+
+def write_comparison_page(sweep_dir: Path) -> Path | None:
+    """The sweep's ``curves.html``; a warning, not an error, when it cannot be drawn: the
+    jobs have run and their summary is written whatever happens to a page about them."""
+    try:
+        page = write_sweep_curves(sweep_dir)
+    except Exception as exc:
+        log.warning("sweep curves not written (%s: %s)", type(exc).__name__, exc)
+        return None
+    log.info("curves of every job: %s", page)
+    return page

@@ -8,6 +8,7 @@ system's. What it asks goes through ``Predictor`` as ``predict.py video=...`` do
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 from types import ModuleType
@@ -28,6 +29,7 @@ log = logging.getLogger(__name__)
 EXPECTED_ERRORS = (*INPUT_ERRORS, TypeError)
 SANS = ("ui-sans-serif", "system-ui", "sans-serif")  # installed fonts: nothing is downloaded
 MONO = ("ui-monospace", "monospace")
+UPLOADS_KEPT = (3600, 86400)  # gradio's delete_cache: (every s, older than s)
 
 
 def gradio() -> ModuleType:
@@ -36,6 +38,14 @@ def gradio() -> ModuleType:
     import gradio as gr
 
     return gr
+
+
+def is_loopback(host: str) -> bool:
+    """Whether serving ``host`` keeps the page on this machine."""
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # another host name
+        return False
 
 
 def readable(exc: Exception) -> str:
@@ -69,13 +79,15 @@ def build_page(cfg: DictConfig, models: CheckpointCache | None = None) -> Any:
             if not visual:
                 raise ValueError("upload a video or an image first")
             path, predictor = models.get(checkpoint or "")
-            clips = None if n_clips is None else int(n_clips)
+            clips = int(n_clips) if n_clips else None  # 0: as evaluated
             reply = ask(predictor, visual, question, options, caption, clips, int(top_k))
         except Exception as exc:
-            raise gr.Error(readable(exc), print_exception=False) from exc
+            # stays until closed: a message that fades is missed
+            raise gr.Error(readable(exc), duration=None, print_exception=False) from exc
         return reply.scores, f"`{path}`: {reply.summary}", reply.frames
 
-    with gr.Blocks(title="ClipBERT", analytics_enabled=False) as page:
+    # uploads are copied to gradio's temporary folder: checked hourly, removed after a day
+    with gr.Blocks(title="ClipBERT", analytics_enabled=False, delete_cache=UPLOADS_KEPT) as page:
         gr.Markdown("## ClipBERT\nAsk a checkpoint about a video or an image.")
         with gr.Row():
             with gr.Column(scale=1):
@@ -95,10 +107,10 @@ def build_page(cfg: DictConfig, models: CheckpointCache | None = None) -> Any:
                 caption = gr.Textbox(label="Caption (retrieval models)", elem_id="caption")
                 with gr.Row():
                     n_clips = gr.Number(
-                        value=cfg.get("n_clips"),
-                        label="n_clips (empty: as evaluated)",
+                        value=cfg.get("n_clips") or 0,
+                        label="n_clips (0: as the checkpoint evaluates)",
                         precision=0,
-                        minimum=1,
+                        minimum=0,
                         elem_id="n_clips",
                     )
                     top_k = gr.Slider(1, 20, value=cfg.top_k, step=1, label="top_k answers")
@@ -109,6 +121,7 @@ def build_page(cfg: DictConfig, models: CheckpointCache | None = None) -> Any:
                 frames = gr.Gallery(
                     label="Frames the model saw",
                     columns=4,
+                    fit_columns=False,  # one image keeps a column's width
                     object_fit="contain",
                     elem_id="frames",
                 )
@@ -131,17 +144,23 @@ def serve(cfg: DictConfig, *, block: bool = True) -> Any:
         path, _ = models.get(str(start))
         log.info("loaded %s", path)
     page = build_page(cfg, models)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own start-up checks
     page.launch(
         server_name=cfg.server_name,
         server_port=cfg.server_port,
         share=False,
-        prevent_thread_lock=not block,
+        prevent_thread_lock=True,
+        quiet=True,  # its hints are about share links, which this app never makes
         ssr_mode=False,
         enable_monitoring=False,
         mcp_server=False,
         pwa=False,
         theme=gr.themes.Default(font=SANS, font_mono=MONO),
     )
+    where = "this machine only" if is_loopback(cfg.server_name) else "open to the network"
+    print(f"clipbert app at {page.local_url} ({where}); Ctrl+C stops it", flush=True)
+    if block:
+        page.block_thread()
     return page
 
 

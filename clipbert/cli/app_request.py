@@ -40,10 +40,10 @@ def ask(
     question, caption, choices = question.strip(), caption.strip(), option_lines(options)
     if question and caption:
         raise ValueError("give a question or a caption, not both: clear one of the boxes")
-    if not (question or caption):
-        raise ValueError("give a question (with options for multiple choice) or a caption")
     if choices and not question:
         raise ValueError("options need their question")
+    if not (question or caption):
+        raise ValueError("give a question (with options for multiple choice) or a caption")
     if top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if n_clips is not None:

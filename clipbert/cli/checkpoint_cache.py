@@ -54,15 +54,17 @@ class CheckpointCache:
         self._lock = threading.Lock()
 
     def get(self, location: str) -> tuple[Path, Predictor]:
-        """The checkpoint a location names and its predictor, loaded on first use."""
-        checkpoint = checkpoint_at(location, self.cfg.get("step")).resolve()
+        """The checkpoint a location names and its predictor, loaded on first use (once for
+        a file and the links to it, such as ``best.ckpt``)."""
+        checkpoint = checkpoint_at(location, self.cfg.get("step"))
+        key = checkpoint.resolve()
         with self._lock:  # two requests for one new checkpoint load it once
-            if checkpoint not in self._loaded:
+            if key not in self._loaded:
                 run = load_any_run(checkpoint, self.cfg, ans2label=self.cfg.get("ans2label"))
-                self._loaded[checkpoint] = Predictor.from_run(
+                self._loaded[key] = Predictor.from_run(
                     run, self.device, None, self.cfg.get("score_agg"), precision=self.precision
                 )
                 while len(self._loaded) > self.size:
                     self._loaded.popitem(last=False)
-            self._loaded.move_to_end(checkpoint)
-            return checkpoint, self._loaded[checkpoint]
+            self._loaded.move_to_end(key)
+            return checkpoint, self._loaded[key]

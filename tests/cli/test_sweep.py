@@ -30,8 +30,9 @@ def test_a_sweep_over_lr_and_seed_runs_four_jobs_and_writes_a_summary(
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted(p.name for p in sweep.iterdir() if p.is_dir())
+    jobs = sorted(p.name for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert jobs == ["0", "1", "2", "3"]
+    assert (sweep / "curves.html").is_file()  # the jobs' curves compared, beside the summary
     rows = summary_rows(sweep)
     assert len(rows) == 4 and {r["status"] for r in rows} == {"done"}
     combinations = set()
