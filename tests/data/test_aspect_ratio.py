@@ -40,7 +40,7 @@ def test_images_beyond_five_to_one_are_unreadable(store: FolderStore) -> None:
     assert read("tall").shape[-2:] == (250, 50)
     with pytest.raises(DecodeError, match=r"banner.*300x50 are beyond the 5:1 aspect ratio"):
         read("banner")
-    frames, reason = read_or_mark(read, "banner")
+    frames, reason, _ = read_or_mark(read, "banner")
     assert frames.shape[-2:] == (32, 32) and "5:1" in reason
 
 

@@ -102,7 +102,7 @@ def _read_stored(case: Case, tmp_path: Path) -> object:
         read = VideoClipReader(store, build_decoder("auto", "pyav", 20.0), SAMPLING)
     else:
         read = ImageReader(store)
-    frames, reason = read_or_mark(read, "case")
+    frames, reason, _ = read_or_mark(read, "case")
     if reason is None:
         return frames
     assert frames.abs().sum() == 0  # black placeholder frames stand in for it

@@ -184,7 +184,7 @@ def test_a_hanging_decode_becomes_a_broken_sample(reader: VideoClipReader) -> No
     stuck = _Stuck()
     hanging = VideoClipReader(reader.store, TimeLimitedDecoder(stuck, 0.3), SAMPLING)
     try:
-        frames, reason = read_or_mark(hanging, "good")
+        frames, reason, _ = read_or_mark(hanging, "good")
     finally:
         stuck.release.set()
     assert "did not finish within 0.3 s (decode_timeout)" in reason
