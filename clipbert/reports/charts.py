@@ -33,7 +33,16 @@ def accuracy_by_type(accuracies: dict[str, float]) -> str:
     axes.invert_yaxis()
     axes.set_xlabel("accuracy")
     for y, name in enumerate(names):
-        axes.text(min(accuracies[name], 0.85) + 0.01, y, f"{accuracies[name]:.1%}", va="center")
+        value = accuracies[name]
+        inside = value > 0.8  # the label goes inside a long bar, in white
+        axes.text(
+            value - 0.02 if inside else value + 0.02,
+            y,
+            f"{value:.1%}",
+            va="center",
+            ha="right" if inside else "left",
+            color="white" if inside else "black",
+        )
     axes.set_title("Accuracy by answer type")
     return svg_of(figure)
 
