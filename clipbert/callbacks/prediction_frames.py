@@ -6,6 +6,7 @@ themselves, after the loader decoded and sampled them for the model."""
 from __future__ import annotations
 
 import logging
+import time
 
 import pytorch_lightning as pl
 import torch.distributed as dist
@@ -38,9 +39,11 @@ class PredictionFrames(pl.Callback):
         self.height = height
         self.enabled = True
         self.videos: dict[str, dict] = {}
+        self.seconds = 0.0  # spent making thumbnails, for the report's cost in the log
 
     def on_predict_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.videos = {}
+        self.seconds = 0.0
         size = split_size(trainer)
         self.enabled = self.max_examples is None or size <= self.max_examples
         if not self.enabled:
@@ -61,6 +64,7 @@ class PredictionFrames(pl.Callback):
         video_ids = getattr(batch, "video_ids", None)
         if not self.enabled or not video_ids:
             return
+        start = time.perf_counter()
         broken = self._broken_videos(batch)
         for v, video_id in enumerate(video_ids):
             if video_id in self.videos:
@@ -70,6 +74,7 @@ class PredictionFrames(pl.Callback):
                 "clips": video_thumbnails(batch.frames[v], times, self.height),
                 "broken": video_id in broken,
             }
+        self.seconds += time.perf_counter() - start
 
     @staticmethod
     def _broken_videos(batch: FramesBatch) -> set[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from pathlib import Path
 
 import hydra
@@ -124,7 +125,13 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         return report.metrics
     if videos is not None:
         title = f"{cfg.txt_db or cfg.split} predicted by {checkpoint}"
+        start = time.perf_counter()
         report.files.append(write_prediction_report(output_dir, videos, title))
+        log.info(
+            "report cost: thumbnails %.2f s, page %.2f s",
+            frames.seconds,
+            time.perf_counter() - start,
+        )
     sampling = datamodule.eval_sampling
     header = (
         f"{cfg.split}: {report.size}, n_clips={sampling.n_clips}, "
