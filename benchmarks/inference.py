@@ -27,8 +27,13 @@ from common import (
     video_qa_batch,
 )
 
+from clipbert.allocator import keep_freed_memory
+from clipbert.models.quantization import quantize_int8
+
 COLUMNS = {
     "precision": "precision",
+    "allocator": "allocator",
+    "frames_per_pass": "frames per CNN pass",
     "order": "clip order",
     "n_clips": "clips",
     "num_frames": "frames",
@@ -44,8 +49,13 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if setting["allocator"] == "keep":
+        keep_freed_memory()
     device = torch.device(args.device)
     task = full_size_task(args.image_size, order=setting["order"]).to(device).eval()
+    task.backbone.frame_input.frames_per_chunk = setting["frames_per_pass"]
+    if setting["precision"] == "int8":
+        task = quantize_int8(task, inplace=True)
     batch = video_qa_batch(
         setting["batch"], setting["n_clips"], setting["num_frames"], args.text_len, device
     )
@@ -67,7 +77,18 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-clips", nargs="+", type=int, default=[1, 4, 16])
-    parser.add_argument("--precision", nargs="+", choices=["fp32", "bf16"], default=["fp32"])
+    parser.add_argument(
+        "--precision", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32"],
+        help="int8: quantize=int8 (int8 linear layers, bf16 CNN where the CPU has bf16)",
+    )
+    parser.add_argument(
+        "--allocator", nargs="+", choices=["default", "keep"], default=["default"],
+        help="keep: glibc keeps freed memory (clipbert.allocator), as train.py/predict.py set",
+    )
+    parser.add_argument(
+        "--frames-per-pass", nargs="+", type=int, default=[8],
+        help="frames per CNN pass in eval mode (model.eval_frames_per_pass)",
+    )
     parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
     parser.add_argument("--num-frames", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1, help="videos per forward")
@@ -80,14 +101,17 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
 
-    keys = ("precision", "order", "n_clips")
+    keys = ("allocator", "frames_per_pass", "precision", "order", "n_clips")
+    combos = itertools.product(
+        args.allocator, args.frames_per_pass, args.precision, args.order, sorted(args.n_clips)
+    )
     settings = [
         {**dict(zip(keys, combo, strict=True)), "num_frames": args.num_frames, "batch": args.batch}
-        for combo in itertools.product(args.precision, args.order, sorted(args.n_clips))
+        for combo in combos
     ]
     rows = run_isolated(measure, settings, args)
     for row in rows:
-        same = ("precision", "order")
+        same = ("allocator", "frames_per_pass", "precision", "order")
         one_clip = next(
             (r for r in rows if r["n_clips"] == 1 and all(r[k] == row[k] for k in same)), row
         )

@@ -32,6 +32,7 @@ from clipbert.data.frame_sampling import FrameSampling
 from clipbert.data.readers import VideoClipReader
 from clipbert.data.store_tools import guess_extension
 from clipbert.data.text import TextTokenizer
+from clipbert.models.quantization import check_quantize, quantize_int8
 from clipbert.runs.build import rebuild_module
 from clipbert.runs.configs import compose_shipped
 from clipbert.runs.devices import automatic_precision
@@ -105,7 +106,9 @@ class Predictor:
     or a list of results in the same order. Lists go through the model ``batch_size`` inputs
     at a time; a file asked several questions in one batch is decoded and encoded once.
     ``precision`` is Lightning's name of it: ``auto`` is bf16 autocast on a GPU that has it
-    (fp16 on older ones), fp32 on the CPU.
+    (fp16 on older ones), fp32 on the CPU. ``quantize="int8"`` (CPU, with fp32 precision) runs
+    a copy of the model with int8 linear layers and, on CPUs with native bf16, a bf16 CNN
+    (:mod:`clipbert.models.quantization`).
     """
 
     def __init__(
@@ -120,6 +123,7 @@ class Predictor:
         *,
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        quantize: str | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -130,9 +134,14 @@ class Predictor:
             raise ValueError(
                 f"precision must be auto or one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}"
             )
+        check_quantize(quantize, self.device)
+        if quantize and precision != "32-true":
+            raise ValueError(f"quantize={quantize} runs its own dtypes: give precision=32-true")
         self.precision = precision
         self.batch_size = batch_size
-        self.module = module.eval().to(self.device)
+        self.quantize = quantize
+        module = module.eval().to(self.device)
+        self.module = quantize_int8(module) if quantize == "int8" else module
         self.text_tokenizer = text_tokenizer
         self.reader = VideoClipReader(
             None, build_decoder(decoder, decoder_fallback, decode_timeout), sampling
@@ -148,6 +157,7 @@ class Predictor:
         *,
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        quantize: str | None = None,
     ) -> Predictor:
         """Rebuild the model, tokenizer and evaluation sampling of a loaded run."""
         datamodule = OmegaConf.create(run.config).task.datamodule
@@ -164,6 +174,7 @@ class Predictor:
             datamodule.get("decode_timeout", 60.0),
             precision=precision,
             batch_size=batch_size,
+            quantize=quantize,
         )
 
     @classmethod
@@ -180,6 +191,7 @@ class Predictor:
         ans2label: str | Path | None = None,
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        quantize: str | None = None,
     ) -> Predictor:
         """A ``train.py`` or ``convert.py`` checkpoint (or model folder), or an original
         ClipBERT ``model_step_N.pt`` with the ``task`` it was fine-tuned for, paired with that
@@ -193,7 +205,13 @@ class Predictor:
             cfg.trusted_targets = list(trusted_targets)
         run = load_any_run(path, cfg, None if ans2label is None else str(ans2label))
         return cls.from_run(
-            run, device, n_clips, score_agg, precision=precision, batch_size=batch_size
+            run,
+            device,
+            n_clips,
+            score_agg,
+            precision=precision,
+            batch_size=batch_size,
+            quantize=quantize,
         )
 
     @classmethod
@@ -210,6 +228,7 @@ class Predictor:
         local_files_only: bool = False,
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
+        quantize: str | None = None,
     ) -> Predictor:
         """A model folder (``convert.py to=folder``), local or a Hugging Face Hub repository id
         (``org/name``, at ``revision``) fetched through the Hub cache (``HF_HUB_CACHE``,
@@ -220,7 +239,13 @@ class Predictor:
         )
         run = load_model_folder(folder, trusted_targets)
         return cls.from_run(
-            run, device, n_clips, score_agg, precision=precision, batch_size=batch_size
+            run,
+            device,
+            n_clips,
+            score_agg,
+            precision=precision,
+            batch_size=batch_size,
+            quantize=quantize,
         )
 
     def with_sampling(self, **changes: object) -> Predictor:

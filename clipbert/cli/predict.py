@@ -18,6 +18,7 @@ from clipbert.allocator import keep_freed_memory
 from clipbert.callbacks.prediction_frames import PredictionFrames
 from clipbert.cli.errors import reported
 from clipbert.models.heads import SCORE_AGGREGATIONS
+from clipbert.models.quantization import check_quantize, quantize_int8
 from clipbert.predictor import Predictor
 from clipbert.reports.prediction_page import write_prediction_report
 from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
@@ -78,6 +79,11 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
+    # quantize=int8 is a CPU model: `auto` then means the CPU, a GPU is refused
+    accelerator = "cpu" if cfg.get("quantize") and cfg.accelerator == "auto" else cfg.accelerator
+    check_quantize(cfg.get("quantize"), "cpu" if accelerator == "cpu" else "cuda")
+    if cfg.get("quantize") and str(cfg.precision) != "32-true":
+        raise ValueError(f"quantize={cfg.quantize} runs its own dtypes: give precision=32-true")
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     checkpoint = select_checkpoint(cfg.get("ckpt_path"), cfg.get("run_dir"), cfg.get("step"))
@@ -106,10 +112,12 @@ def predict(cfg: DictConfig) -> dict[str, float]:
     module = rebuild_module(
         run, image_size=datamodule.image_size, score_agg=cfg.score_agg, compile=cfg.compile
     )
+    if cfg.get("quantize"):
+        module = quantize_int8(module, inplace=True)
     check_vocabulary(datamodule, run.answer_vocabulary)
     frames = report_frames(cfg)
     trainer = pl.Trainer(
-        accelerator=cfg.accelerator,
+        accelerator=accelerator,
         devices=cfg.devices,
         precision=cfg.precision,
         logger=False,
@@ -152,11 +160,16 @@ def predict_one(cfg: DictConfig, checkpoint: Path) -> dict[str, float]:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
     visual = cfg.video or cfg.image
     device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
-    if cfg.accelerator == "auto" and torch.cuda.is_available():
+    if cfg.accelerator == "auto" and torch.cuda.is_available() and not cfg.get("quantize"):
         device = "cuda"
     run = load_any_run(checkpoint, cfg, ans2label=cfg.get("ans2label"))
     predictor = Predictor.from_run(
-        run, device, cfg.n_clips, cfg.score_agg, precision=str(cfg.precision)
+        run,
+        device,
+        cfg.n_clips,
+        cfg.score_agg,
+        precision=str(cfg.precision),
+        quantize=cfg.get("quantize"),
     )
     if cfg.get("caption"):
         score = predictor.match(visual, cfg.caption)

@@ -1,0 +1,73 @@
+"""quantize=int8: CPU inference with int8 linear layers and a bf16 CNN, close to fp32."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+from clipbert import Predictor
+from clipbert.cli.predict import predict
+from clipbert.models.quantization import ToFloat, check_quantize, quantize_int8
+from tests.helpers import predict_config
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+VIDEO = ASSETS / "h264_176x144_29.97fps_lowbitrate.mp4"
+QUESTION = "what color are the shapes?"
+
+
+def test_check_quantize_refuses_unknown_modes_and_gpus() -> None:
+    check_quantize(None, "cuda")
+    check_quantize("int8", "cpu")
+    with pytest.raises(ValueError, match="quantize must be one of"):
+        check_quantize("int4", "cpu")
+    with pytest.raises(ValueError, match="CPU inference path"):
+        check_quantize("int8", "cuda")
+
+
+@pytest.mark.parametrize("cnn_bf16", [False, True])
+def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn_bf16: bool) -> None:
+    fp32 = Predictor.from_checkpoint(demo_checkpoint("demo_video_qa"), n_clips=2)
+    int8 = Predictor(
+        quantize_int8(fp32.module, cnn_bf16=cnn_bf16),
+        fp32.text_tokenizer,
+        fp32.reader.sampling,
+    )
+    quantized = int8.module
+    for part in (quantized.backbone.bert, quantized.head):
+        assert any(isinstance(m, DynamicLinear) for m in part.modules())
+        assert not any(type(m) is nn.Linear for m in part.modules())
+    assert not any(isinstance(m, DynamicLinear) for m in fp32.module.modules())  # a copy
+    cnn_dtype = quantized.backbone.cnn.conv1.weight.dtype
+    assert cnn_dtype == (torch.bfloat16 if cnn_bf16 else torch.float32)
+    assert isinstance(quantized.backbone.grid_encoder[-1], ToFloat) == cnn_bf16
+
+    top = len(fp32.module.answer_vocabulary)
+    expected = {a.answer: a.prob for a in fp32.answer(VIDEO, QUESTION, top_k=top)}
+    got = {a.answer: a.prob for a in int8.answer(VIDEO, QUESTION, top_k=top)}
+    assert got.keys() == expected.keys()
+    assert max(abs(got[k] - expected[k]) for k in got) < 0.02
+
+
+def test_predictor_and_predict_py_take_quantize(demo_checkpoint, tmp_path) -> None:
+    checkpoint = demo_checkpoint("demo_video_qa")
+    predictor = Predictor.from_checkpoint(checkpoint, quantize="int8")
+    assert predictor.quantize == "int8"
+    assert predictor.answer(VIDEO, QUESTION)[0].prob > 0
+    with pytest.raises(ValueError, match="precision=32-true"):
+        Predictor.from_checkpoint(checkpoint, quantize="int8", precision="bf16-mixed")
+
+    out = tmp_path / "int8"
+    metrics = predict(
+        predict_config(out, f"ckpt_path={checkpoint}", "quantize=int8", "report=false")
+    )
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    bad = predict_config(
+        tmp_path / "bad", f"ckpt_path={checkpoint}", "quantize=int8", "precision=bf16-mixed"
+    )
+    with pytest.raises(ValueError, match="precision=32-true"):
+        predict(bad)
