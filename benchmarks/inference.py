@@ -34,6 +34,7 @@ COLUMNS = {
     "precision": "precision",
     "allocator": "allocator",
     "frames_per_pass": "frames per CNN pass",
+    "frames_used": "frames per pass used",
     "order": "clip order",
     "n_clips": "clips",
     "num_frames": "frames",
@@ -53,7 +54,9 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
         keep_freed_memory()
     device = torch.device(args.device)
     task = full_size_task(args.image_size, order=setting["order"]).to(device).eval()
-    task.backbone.frame_input.frames_per_chunk = setting["frames_per_pass"]
+    frame_input = task.backbone.frame_input
+    if setting["frames_per_pass"] != "auto":  # auto: the model's choice for this device
+        frame_input.frames_per_chunk = int(setting["frames_per_pass"])
     if setting["precision"] == "int8":
         task = quantize_int8(task, inplace=True)
     batch = video_qa_batch(
@@ -69,6 +72,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     return {
         **setting,
         "image_size": args.image_size,
+        "frames_used": frame_input.eval_chunk_size(device),
         "videos_per_s": setting["batch"] / seconds,
         "peak_memory_mb": peak_memory_mb(device),
     }
@@ -86,8 +90,9 @@ def main() -> None:
         help="keep: glibc keeps freed memory (clipbert.allocator), as train.py/predict.py set",
     )
     parser.add_argument(
-        "--frames-per-pass", nargs="+", type=int, default=[8],
-        help="frames per CNN pass in eval mode (model.eval_frames_per_pass)",
+        "--frames-per-pass", nargs="+", default=["auto"],
+        help="frames per CNN pass in eval mode (model.eval_frames_per_pass); auto: the "
+        "model's default, which a CPU without keep_freed_memory lowers to what glibc reuses",
     )
     parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
     parser.add_argument("--num-frames", type=int, default=2)

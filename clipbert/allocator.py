@@ -19,10 +19,22 @@ log = logging.getLogger(__name__)
 M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
 M_MMAP_THRESHOLD = -3
 KEEP_UP_TO = 1 << 30  # blocks below 1 GiB come from the reusable heap
+# Left alone, glibc raises its mmap threshold as large blocks are freed, up to this ceiling
+# (64-bit): blocks above it are mapped and unmapped, page faults and all, every time.
+DEFAULT_MMAP_THRESHOLD_MAX = 32 << 20
+
+_keeping = False
+
+
+def keeps_freed_memory() -> bool:
+    """Whether :func:`keep_freed_memory` has set the thresholds in this process, so blocks of
+    any size up to 1 GiB are reused (else only those under ``DEFAULT_MMAP_THRESHOLD_MAX``)."""
+    return _keeping
 
 
 def keep_freed_memory() -> bool:
     """Set glibc's thresholds for this process; True when they were set."""
+    global _keeping
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
@@ -32,4 +44,5 @@ def keep_freed_memory() -> bool:
     )
     if not done:
         log.info("glibc refused the malloc thresholds; freed memory goes back to the OS")
+    _keeping = _keeping or done
     return done

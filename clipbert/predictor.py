@@ -25,6 +25,7 @@ import torch
 from omegaconf import OmegaConf, open_dict
 from torch import Tensor
 
+from clipbert.allocator import keep_freed_memory as keep_freed_allocations
 from clipbert.data.annotations import option_texts
 from clipbert.data.batches import batch_frames
 from clipbert.data.decoding import DecodeError, build_decoder, decode_image
@@ -108,7 +109,10 @@ class Predictor:
     ``precision`` is Lightning's name of it: ``auto`` is bf16 autocast on a GPU that has it
     (fp16 on older ones), fp32 on the CPU. ``quantize="int8"`` (CPU, with fp32 precision) runs
     a copy of the model with int8 linear layers and, on CPUs with native bf16, a bf16 CNN
-    (:mod:`clipbert.models.quantization`).
+    (:mod:`clipbert.models.quantization`). On the CPU it sets glibc to keep freed memory for
+    reuse, as ``predict.py`` does (:mod:`clipbert.allocator`; process-wide: resident memory
+    stays at its peak); ``keep_freed_memory=False`` leaves malloc alone, and evaluation then
+    runs the CNN in passes small enough for glibc to reuse their memory.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Predictor:
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: str | None = None,
+        keep_freed_memory: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -134,6 +139,8 @@ class Predictor:
             raise ValueError(
                 f"precision must be auto or one of {', '.join(AUTOCAST_DTYPES)}, got {precision!r}"
             )
+        if keep_freed_memory and self.device.type == "cpu":
+            keep_freed_allocations()  # what predict.py sets: large activations are reused
         check_quantize(quantize, self.device)
         if quantize and precision != "32-true":
             raise ValueError(f"quantize={quantize} runs its own dtypes: give precision=32-true")
@@ -158,6 +165,7 @@ class Predictor:
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: str | None = None,
+        keep_freed_memory: bool = True,
     ) -> Predictor:
         """Rebuild the model, tokenizer and evaluation sampling of a loaded run."""
         datamodule = OmegaConf.create(run.config).task.datamodule
@@ -175,6 +183,7 @@ class Predictor:
             precision=precision,
             batch_size=batch_size,
             quantize=quantize,
+            keep_freed_memory=keep_freed_memory,
         )
 
     @classmethod
@@ -192,6 +201,7 @@ class Predictor:
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: str | None = None,
+        keep_freed_memory: bool = True,
     ) -> Predictor:
         """A ``train.py`` or ``convert.py`` checkpoint (or model folder), or an original
         ClipBERT ``model_step_N.pt`` with the ``task`` it was fine-tuned for, paired with that
@@ -212,6 +222,7 @@ class Predictor:
             precision=precision,
             batch_size=batch_size,
             quantize=quantize,
+            keep_freed_memory=keep_freed_memory,
         )
 
     @classmethod
@@ -229,6 +240,7 @@ class Predictor:
         precision: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         quantize: str | None = None,
+        keep_freed_memory: bool = True,
     ) -> Predictor:
         """A model folder (``convert.py to=folder``), local or a Hugging Face Hub repository id
         (``org/name``, at ``revision``) fetched through the Hub cache (``HF_HUB_CACHE``,
@@ -246,6 +258,7 @@ class Predictor:
             precision=precision,
             batch_size=batch_size,
             quantize=quantize,
+            keep_freed_memory=keep_freed_memory,
         )
 
     def with_sampling(self, **changes: object) -> Predictor:

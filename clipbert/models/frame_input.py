@@ -24,9 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from clipbert.allocator import DEFAULT_MMAP_THRESHOLD_MAX, keeps_freed_memory
 from clipbert.data.batches import Frames
 
 MIN_IMAGE_SIZE = 32  # one res5 cell
+# The CNN's largest fp32 activations per frame (the stem's 64 x S/2 x S/2 and res2's
+# 256 x S/4 x S/4): 16 values, 64 bytes, per input pixel.
+ACTIVATION_BYTES_PER_PIXEL = 64
 
 
 def resized_shape(height: int, width: int, image_size: int) -> tuple[int, int]:
@@ -96,9 +100,22 @@ class FrameInput(nn.Module):
             yield self.normalize(self.resize(frames).flatten(0, -4))
             return
         videos = [frames] if isinstance(frames, Tensor) else frames
+        size = self.eval_chunk_size(_device(frames))
         for video in videos:  # a ragged batch's videos differ in size: each on its own
-            for chunk in video.reshape(-1, *video.shape[-3:]).split(self.frames_per_chunk):
+            for chunk in video.reshape(-1, *video.shape[-3:]).split(size):
                 yield self.normalize(self.resize(chunk))
+
+    def eval_chunk_size(self, device: torch.device) -> int:
+        """Frames per CNN pass in evaluation: ``frames_per_chunk``, except on a CPU whose
+        allocator returns large blocks to the OS (glibc's default, when no
+        ``clipbert.allocator.keep_freed_memory`` was set): there, as many frames as keep the
+        largest activations under glibc's reuse ceiling (2 at 448 px, 8 at 224), since mapping
+        them afresh in every pass cost 16-clip inference more than smaller passes do
+        (benchmarks/RESULTS.md, issue 23)."""
+        if device.type != "cpu" or keeps_freed_memory() or self.image_size is None:
+            return self.frames_per_chunk
+        per_frame = ACTIVATION_BYTES_PER_PIXEL * self.image_size**2
+        return max(1, min(self.frames_per_chunk, DEFAULT_MMAP_THRESHOLD_MAX // per_frame))
 
     def resize(self, frames: Frames) -> Tensor:
         """Float32 frames (V, ..., 3, S, S), resized and padded; ragged videos of one size are

@@ -168,3 +168,26 @@ def test_resize_pad_on_decoded_frames() -> None:
     out = resize_pad(frames, 448)
     assert out.shape == (2, 3, 448, 448)
     assert out[..., 366:, :].eq(0).all() and out[..., :366, :].mean() > 10
+
+
+@pytest.mark.parametrize(
+    ("image_size", "keeping", "device", "expected"),
+    [
+        (448, False, "cpu", 2),  # 12.8 MB of activations a frame: 2 stay under glibc's 32 MB
+        (224, False, "cpu", 8),
+        (768, False, "cpu", 1),
+        (448, True, "cpu", 8),  # keep_freed_memory: any size is reused
+        (448, False, "cuda", 8),  # a GPU's caching allocator reuses everything
+        (None, False, "cpu", 8),
+    ],
+)
+def test_eval_chunks_on_a_cpu_fit_what_glibc_reuses(
+    monkeypatch, image_size, keeping, device, expected
+) -> None:
+    monkeypatch.setattr("clipbert.allocator._keeping", keeping)
+    transform = FrameInput(image_size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), frames_per_chunk=8)
+    assert transform.eval_chunk_size(torch.device(device)) == expected
+    frames = torch.zeros((1, 3, 2, 3, 64, 64), dtype=torch.uint8)
+    if device == "cpu" and image_size == 448:
+        sizes = [chunk.shape[0] for chunk in transform.eval().chunks(frames)]
+        assert sizes == [min(expected, 6 - start) for start in range(0, 6, expected)]
