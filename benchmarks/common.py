@@ -177,11 +177,12 @@ def markdown_table(rows: Sequence[dict], columns: dict[str, str]) -> list[str]:
 
 def report(rows: list[dict], columns: dict[str, str], title: str, args: object) -> None:
     """Print the rows as a table under the machine's description; write them to ``--json``;
-    append them to RESULTS.md unless ``--no-record``."""
-    device = torch.device(args.device)
+    append them to RESULTS.md unless ``--no-record``. Scripts without ``--device`` ran on the
+    CPU; ``--json`` is optional."""
+    device = torch.device(getattr(args, "device", "cpu"))
     table = markdown_table(rows, columns)
     print("\n" + machine(device) + "\n" + "\n".join(table))
-    if args.json:
+    if getattr(args, "json", None):
         args.json.write_text(json.dumps(rows, indent=2) + "\n")
     if not args.no_record:
         record(title, device, table)

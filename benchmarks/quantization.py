@@ -15,8 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-from common import markdown_table, record
+from common import report
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_AGREEMENT = 0.99
@@ -77,10 +76,7 @@ def main() -> None:
         "int8_s": "predict.py int8, s",
         "verdict": f"agreement >= {MIN_AGREEMENT}, acc drop <= {MAX_ACCURACY_DROP}",
     }
-    table = markdown_table([row], columns)
-    print("\n".join(table))
-    if not args.no_record:
-        record("quantize=int8 against fp32", torch.device("cpu"), table)
+    report([row], columns, "quantize=int8 against fp32", args)
     sys.exit(0 if passed else 1)
 
 

@@ -17,9 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from benchmarks.common import markdown_table, record
+from common import report
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -102,11 +100,7 @@ def main() -> None:
         "inside": "report's own time / report=true run (median)",
         "size": "report.html, MB",
     }
-    table = markdown_table(rows, columns)
-    print("\n".join(table))
-    if not args.no_record:
-        record(f"report.html's cost in predict.py, {args.pairs} pairs", torch.device("cpu"), table)
-
+    report(rows, columns, f"report.html's cost in predict.py, {args.pairs} pairs", args)
 
 if __name__ == "__main__":
     main()

@@ -20,6 +20,7 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
 
 import torch
 from omegaconf import OmegaConf, open_dict
@@ -43,12 +44,22 @@ from clipbert.runs.original import load_any_run
 from clipbert.runs.record import TrainedRun
 from clipbert.tasks.base import CandidateScores, ClipBertTask, question_batch
 
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
 DEFAULT_BATCH_SIZE = 8
 # Lightning's names, as predict.py's `precision` takes them: autocast dtype (None: fp32)
 AUTOCAST_DTYPES = {"32-true": None, "bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
-Visual = str | Path
+
+class PredictorOptions(TypedDict, total=False):
+    """The constructor's keyword options, which the ``from_*`` loaders pass on."""
+
+    precision: str
+    batch_size: int
+    quantize: str | None
+    keep_freed_memory: bool
 
 
 @dataclass(frozen=True)
@@ -77,7 +88,7 @@ class ClipScores:
     score_agg: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed as the object itself
 class SampledFrames:
     """The frames the model sees of one file and when each was taken, so that a person can
     check whether the clips caught what a question is about.
@@ -85,13 +96,15 @@ class SampledFrames:
     ``frames``: uint8 (n_clips, num_frames, 3, H, W) at the file's own size (the model resizes
     them); ``seconds``: each frame's time in the video (index / the video's frame rate, as
     evaluation reports it), one list per clip. An image (``image``) is one clip of one frame
-    at 0.0.
+    at 0.0. It can stand in for its file in the answering calls, which then decode nothing.
     """
 
     frames: Tensor
     seconds: list[list[float]]
     image: bool = False
 
+
+Visual = str | Path | SampledFrames  # a file, or one already decoded (``Predictor.sampled``)
 
 # One input's result, without or with ``per_clip``; a call given lists returns a list of them.
 Ranked = list[Answer] | tuple[list[Answer], ClipScores]
@@ -141,9 +154,7 @@ class Predictor:
             )
         if keep_freed_memory and self.device.type == "cpu":
             keep_freed_allocations()  # what predict.py sets: large activations are reused
-        check_quantize(quantize, self.device)
-        if quantize and precision != "32-true":
-            raise ValueError(f"quantize={quantize} runs its own dtypes: give precision=32-true")
+        check_quantize(quantize, self.device, precision)
         self.precision = precision
         self.batch_size = batch_size
         self.quantize = quantize
@@ -161,13 +172,11 @@ class Predictor:
         device: str | torch.device = "cpu",
         n_clips: int | None = None,
         score_agg: str | None = None,
-        *,
-        precision: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        quantize: str | None = None,
-        keep_freed_memory: bool = True,
+        **options: Unpack[PredictorOptions],
     ) -> Predictor:
-        """Rebuild the model, tokenizer and evaluation sampling of a loaded run."""
+        """Rebuild the model, tokenizer and evaluation sampling of a loaded run; ``options``
+        are the constructor's (``precision``, ``batch_size``, ``quantize``,
+        ``keep_freed_memory``), as for ``from_checkpoint`` and ``from_pretrained``."""
         datamodule = OmegaConf.create(run.config).task.datamodule
         sampling = dict(datamodule.get("eval_sampling") or {"n_clips": 1, "num_frames": 1})
         if n_clips is not None:
@@ -180,10 +189,7 @@ class Predictor:
             device,
             datamodule.get("decoder_fallback", "pyav"),
             datamodule.get("decode_timeout", 60.0),
-            precision=precision,
-            batch_size=batch_size,
-            quantize=quantize,
-            keep_freed_memory=keep_freed_memory,
+            **options,
         )
 
     @classmethod
@@ -198,10 +204,7 @@ class Predictor:
         task: str | None = None,
         data_root: str | Path | None = None,
         ans2label: str | Path | None = None,
-        precision: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        quantize: str | None = None,
-        keep_freed_memory: bool = True,
+        **options: Unpack[PredictorOptions],
     ) -> Predictor:
         """A ``train.py`` or ``convert.py`` checkpoint (or model folder), or an original
         ClipBERT ``model_step_N.pt`` with the ``task`` it was fine-tuned for, paired with that
@@ -214,16 +217,7 @@ class Predictor:
             cfg.data_root = None if data_root is None else str(data_root)
             cfg.trusted_targets = list(trusted_targets)
         run = load_any_run(path, cfg, None if ans2label is None else str(ans2label))
-        return cls.from_run(
-            run,
-            device,
-            n_clips,
-            score_agg,
-            precision=precision,
-            batch_size=batch_size,
-            quantize=quantize,
-            keep_freed_memory=keep_freed_memory,
-        )
+        return cls.from_run(run, device, n_clips, score_agg, **options)
 
     @classmethod
     def from_pretrained(
@@ -237,10 +231,7 @@ class Predictor:
         revision: str | None = None,
         cache_dir: str | Path | None = None,
         local_files_only: bool = False,
-        precision: str = "auto",
-        batch_size: int = DEFAULT_BATCH_SIZE,
-        quantize: str | None = None,
-        keep_freed_memory: bool = True,
+        **options: Unpack[PredictorOptions],
     ) -> Predictor:
         """A model folder (``convert.py to=folder``), local or a Hugging Face Hub repository id
         (``org/name``, at ``revision``) fetched through the Hub cache (``HF_HUB_CACHE``,
@@ -250,16 +241,7 @@ class Predictor:
             name_or_path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only
         )
         run = load_model_folder(folder, trusted_targets)
-        return cls.from_run(
-            run,
-            device,
-            n_clips,
-            score_agg,
-            precision=precision,
-            batch_size=batch_size,
-            quantize=quantize,
-            keep_freed_memory=keep_freed_memory,
-        )
+        return cls.from_run(run, device, n_clips, score_agg, **options)
 
     def with_sampling(self, **changes: object) -> Predictor:
         """This predictor with other frame sampling (``n_clips=8``, as ``from_run`` takes it),
@@ -271,7 +253,8 @@ class Predictor:
 
     def sampled(self, visual: Visual) -> SampledFrames:
         """A video or image file -> the frames the model sees of it and their place in the
-        video, decoded and sampled exactly as the answering calls decode and sample them."""
+        video, decoded and sampled exactly as the answering calls decode and sample them.
+        Give the result to those calls instead of the file to decode it only once."""
         return self._sample(_existing([visual])[0])
 
     def frames(self, visual: Visual) -> Tensor:
@@ -282,14 +265,17 @@ class Predictor:
         """
         return self._read(_existing([visual])[0]).to(self.device).unsqueeze(0)
 
-    def _read(self, path: Path) -> Tensor:
-        """uint8 clips of a file (see ``_sample``)."""
-        return self._sample(path).frames
+    def _read(self, visual: Path | SampledFrames) -> Tensor:
+        """uint8 clips of a file (see ``_sample``), or of frames already sampled."""
+        return self._sample(visual).frames
 
-    def _sample(self, path: Path) -> SampledFrames:
+    def _sample(self, visual: Path | SampledFrames) -> SampledFrames:
         """The clips of a file and when each frame was taken; a JPEG or PNG under a video
         extension (or a video under an image one) is read as what its bytes are, not as its
-        name says."""
+        name says. Frames already sampled are taken as they are."""
+        if isinstance(visual, SampledFrames):
+            return visual
+        path = visual
         data = path.read_bytes()
         kind = guess_extension(data)
         as_image = kind in ("jpg", "png") or (
@@ -367,7 +353,7 @@ class Predictor:
     def _score(
         self,
         method: Callable[..., CandidateScores],
-        visuals: list[Path],
+        visuals: list[Path | SampledFrames],
         rows: list[list[str]],
         candidates: list[list[str]] | None,
     ) -> list[tuple[Tensor, ClipScores]]:
@@ -430,7 +416,7 @@ def _is_many(value: object) -> bool:
 
 def _paired(
     visual: Visual | Sequence[Visual], text: str | Sequence[str], name: str
-) -> tuple[list[Path], list[str], bool]:
+) -> tuple[list[Path | SampledFrames], list[str], bool]:
     """The files and texts of a call as two lists of equal length, and whether the call gave
     lists (then it returns a list)."""
     many = _is_many(visual)
@@ -465,11 +451,11 @@ def _option_lists(
     return [list(item) for item in options]
 
 
-def _existing(visuals: Sequence[Visual]) -> list[Path]:
+def _existing(visuals: Sequence[Visual]) -> list[Path | SampledFrames]:
     """The files as paths, all checked before any is decoded: a long list fails at once on a
-    missing file, not after the files before it were scored."""
-    paths = [Path(v) for v in visuals]
-    missing = [str(p) for p in paths if not p.is_file()]
+    missing file, not after the files before it were scored. Sampled frames stay as they are."""
+    paths = [v if isinstance(v, SampledFrames) else Path(v) for v in visuals]
+    missing = [str(p) for p in paths if isinstance(p, Path) and not p.is_file()]
     if missing:
         listed = ", ".join(missing[:3]) + (
             f" and {len(missing) - 3} more" if len(missing) > 3 else ""

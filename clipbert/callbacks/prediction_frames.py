@@ -5,17 +5,14 @@ themselves, after the loader decoded and sampled them for the model."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 import pytorch_lightning as pl
-import torch.distributed as dist
 from pytorch_lightning.utilities import rank_zero_info
 
 from clipbert.data.batches import FramesBatch, QABatch, VideoBatch
 from clipbert.reports.thumbnails import video_thumbnails
-
-log = logging.getLogger(__name__)
+from clipbert.runs.devices import from_every_process
 
 
 def split_size(trainer: pl.Trainer) -> int:
@@ -87,8 +84,5 @@ class PredictionFrames(pl.Callback):
 
     def every_process_videos(self) -> dict[str, dict]:
         """The thumbnails of all processes (each predicted its own part of the split)."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return self.videos
-        gathered: list = [None] * dist.get_world_size()
-        dist.all_gather_object(gathered, self.videos)
-        return {key: value for part in gathered for key, value in part.items()}
+        parts = from_every_process(self.videos)
+        return {key: value for part in parts for key, value in part.items()}

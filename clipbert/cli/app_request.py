@@ -48,14 +48,14 @@ def ask(
         raise ValueError(f"top_k must be >= 1, got {top_k}")
     if n_clips is not None:
         predictor = predictor.with_sampling(n_clips=int(n_clips))
-    seen = predictor.sampled(visual)
+    seen = predictor.sampled(visual)  # decoded once: shown, then answered
     if caption:
-        match = predictor.match(visual, caption)
+        match = predictor.match(seen, caption)
         scores = {"match": match, "no match": 1.0 - match}
     elif choices:
-        scores = {a.answer: a.prob for a in predictor.choose(visual, question, choices)}
+        scores = {a.answer: a.prob for a in predictor.choose(seen, question, choices)}
     else:
-        scores = {a.answer: a.prob for a in predictor.answer(visual, question, top_k)}
+        scores = {a.answer: a.prob for a in predictor.answer(seen, question, top_k)}
     return Reply(captioned_frames(seen), scores, sampling_summary(seen, predictor))
 
 

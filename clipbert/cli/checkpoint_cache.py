@@ -7,19 +7,12 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig
 
 from clipbert.predictor import Predictor
+from clipbert.runs.devices import torch_device
 from clipbert.runs.original import load_any_run
 from clipbert.runs.selection import CHECKPOINT_FOLDERS, select_checkpoint
-
-
-def device_of(accelerator: str) -> str:
-    """The torch device ``accelerator`` (cpu | gpu | cuda | auto) means on this machine."""
-    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
-        return "cuda"
-    return "cpu"
 
 
 def checkpoint_at(location: str, step: int | None = None) -> Path:
@@ -48,7 +41,7 @@ class CheckpointCache:
             raise ValueError(f"models_kept must be >= 1, got {size}")
         self.cfg = cfg
         self.size = size
-        self.device = device_of(str(cfg.accelerator))
+        self.device = torch_device(str(cfg.accelerator))
         self.precision = str(cfg.precision)
         self._loaded: OrderedDict[Path, Predictor] = OrderedDict()
         self._lock = threading.Lock()

@@ -10,7 +10,6 @@ from pathlib import Path
 import hydra
 import pytorch_lightning as pl
 import torch
-import torch.distributed as dist
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -23,6 +22,7 @@ from clipbert.predictor import Predictor
 from clipbert.reports.prediction_page import write_prediction_report
 from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
 from clipbert.runs.configs import CONFIG_DIR
+from clipbert.runs.devices import from_every_process, torch_device
 from clipbert.runs.original import load_any_run
 from clipbert.runs.selection import results_folder, select_checkpoint
 
@@ -43,14 +43,16 @@ def every_process_outputs(outputs: list) -> list:
     """The prediction batches of all processes, in the split's order: each process predicted
     one contiguous block of it (``ContiguousShard``), so rank after rank is the split's order.
     One process: its own outputs."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return outputs
-    gathered: list = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, outputs)
-    return [batch for rank_outputs in gathered for batch in rank_outputs]
+    return [batch for rank_outputs in from_every_process(outputs) for batch in rank_outputs]
 
 
 REPORT_CHOICES = ("auto", True, False)
+
+
+def prediction_accelerator(cfg: DictConfig) -> str:
+    """``cfg.accelerator``, except that ``auto`` means the CPU for ``quantize=int8``, a CPU
+    model (an explicit GPU is then refused by ``check_quantize``)."""
+    return "cpu" if cfg.get("quantize") and cfg.accelerator == "auto" else cfg.accelerator
 
 
 def report_frames(cfg: DictConfig) -> PredictionFrames | None:
@@ -79,11 +81,8 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         raise ValueError(f"score_agg must be one of {SCORE_AGGREGATIONS}, got '{cfg.score_agg}'")
     if cfg.n_clips is not None and cfg.n_clips < 1:
         raise ValueError(f"n_clips must be >= 1, got {cfg.n_clips}")
-    # quantize=int8 is a CPU model: `auto` then means the CPU, a GPU is refused
-    accelerator = "cpu" if cfg.get("quantize") and cfg.accelerator == "auto" else cfg.accelerator
-    check_quantize(cfg.get("quantize"), "cpu" if accelerator == "cpu" else "cuda")
-    if cfg.get("quantize") and str(cfg.precision) != "32-true":
-        raise ValueError(f"quantize={cfg.quantize} runs its own dtypes: give precision=32-true")
+    accelerator = prediction_accelerator(cfg)
+    check_quantize(cfg.get("quantize"), torch_device(accelerator), str(cfg.precision))
     # PyTorch lets cuDNN use TF32 by default, which moves logits ~1e-3 off the original's fp32.
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     checkpoint = select_checkpoint(cfg.get("ckpt_path"), cfg.get("run_dir"), cfg.get("step"))
@@ -159,9 +158,7 @@ def predict_one(cfg: DictConfig, checkpoint: Path) -> dict[str, float]:
     if cfg.top_k < 1:
         raise ValueError(f"top_k must be >= 1, got {cfg.top_k}")
     visual = cfg.video or cfg.image
-    device = "cuda" if cfg.accelerator in ("gpu", "cuda") else "cpu"
-    if cfg.accelerator == "auto" and torch.cuda.is_available() and not cfg.get("quantize"):
-        device = "cuda"
+    device = torch_device(prediction_accelerator(cfg))
     run = load_any_run(checkpoint, cfg, ans2label=cfg.get("ans2label"))
     predictor = Predictor.from_run(
         run,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 
 import torch
 
@@ -66,13 +67,15 @@ class VideoClipReader:
 
     def __call__(self, video_id: str) -> torch.Tensor:
         """Return uint8 frames shaped (n_clips, num_frames, 3, H, W)."""
-        return self.read_timed(video_id)[0]
+        return self.decode(self.store.get(video_id), self._name(video_id))
 
     def read_timed(self, video_id: str) -> tuple[torch.Tensor, list[float]]:
         """The frames and the time of each in seconds (clips concatenated), for evaluation:
         reports show which moments the model saw."""
-        name = f"video '{video_id}' in {self.store.path}"
-        return self.decode_timed(self.store.get(video_id), name)
+        return self.decode_timed(self.store.get(video_id), self._name(video_id))
+
+    def _name(self, video_id: str) -> str:
+        return f"video '{video_id}' in {self.store.path}"
 
     def placeholder(self) -> torch.Tensor:
         """Black clips standing in for an unreadable video in evaluation (see ``read_or_mark``)."""
@@ -80,10 +83,11 @@ class VideoClipReader:
 
     def decode(self, data: bytes, name: str) -> torch.Tensor:
         """Sample and decode the clips of one video file's bytes; ``name`` goes in errors."""
-        return self.decode_timed(data, name)[0]
+        return self._decode(data, name, self.frame_indices)
 
     def decode_timed(self, data: bytes, name: str) -> tuple[torch.Tensor, list[float]]:
-        """:meth:`decode`, and the sampled frames' times in seconds (index / the video's fps)."""
+        """:meth:`decode`, and the sampled frames' times in seconds (index / the video's fps);
+        training, which needs no times, takes :meth:`decode`."""
         times: list[float] = []
 
         def indices_and_times(info: VideoInfo) -> list[int]:
@@ -91,13 +95,17 @@ class VideoClipReader:
             times[:] = [round(i / info.fps, 3) if info.fps > 0 else 0.0 for i in indices]
             return indices
 
+        return self._decode(data, name, indices_and_times), times
+
+    def _decode(
+        self, data: bytes, name: str, select: Callable[[VideoInfo], list[int]]
+    ) -> torch.Tensor:
         try:
-            frames = self.decoder.read(data, indices_and_times)
+            frames = self.decoder.read(data, select)
         except DecodeError as err:
             raise DecodeError(f"{name}: {err}") from err
         check_aspect_ratio(frames, name)
-        clips = frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
-        return clips, times
+        return frames.view(self.sampling.n_clips, self.sampling.num_frames, *frames.shape[1:])
 
 
 class ImageReader:

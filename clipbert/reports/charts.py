@@ -1,25 +1,23 @@
 """The prediction report's charts, drawn by matplotlib as inline SVG (crisp at any zoom, no
-files beside the page)."""
+files beside the page). Built on figures directly, never through ``pyplot``, as the curves
+are (``curve_plots``): no display and no global figure state in the process that predicts."""
 
 from __future__ import annotations
 
 import io
 from collections import Counter
 
-import matplotlib
-
-matplotlib.use("Agg")  # never a display: reports are written on servers
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.figure import Figure
 
 SIZE = (4.2, 2.8)  # inches
 BAR_COLOR = "#4c78a8"
 
 
-def svg_of(figure: plt.Figure) -> str:
-    """The figure as an ``<svg>`` element (the XML prolog dropped), then closed."""
+def svg_of(figure: Figure) -> str:
+    """The figure as an ``<svg>`` element (the XML prolog dropped)."""
     out = io.StringIO()
-    figure.savefig(out, format="svg", bbox_inches="tight")
-    plt.close(figure)
+    FigureCanvasSVG(figure).print_figure(out, format="svg", bbox_inches="tight")
     text = out.getvalue()
     return text[text.index("<svg") :]
 
@@ -27,7 +25,8 @@ def svg_of(figure: plt.Figure) -> str:
 def accuracy_by_type(accuracies: dict[str, float]) -> str:
     """Horizontal bars: accuracy per answer type."""
     names = list(accuracies)
-    figure, axes = plt.subplots(figsize=(SIZE[0], 0.45 * len(names) + 0.9))
+    figure = Figure(figsize=(SIZE[0], 0.45 * len(names) + 0.9))
+    axes = figure.subplots()
     axes.barh(names, [accuracies[n] for n in names], color=BAR_COLOR)
     axes.set_xlim(0, 1)
     axes.invert_yaxis()
@@ -49,7 +48,8 @@ def accuracy_by_type(accuracies: dict[str, float]) -> str:
 
 def calibration_plot(bins: list[tuple[float, float, int]]) -> str:
     """Accuracy against confidence per bin, marker size by count, with the diagonal."""
-    figure, axes = plt.subplots(figsize=SIZE)
+    figure = Figure(figsize=SIZE)
+    axes = figure.subplots()
     axes.plot([0, 1], [0, 1], linestyle="--", color="#999999", linewidth=1)
     if bins:
         largest = max(n for _, _, n in bins)
@@ -73,7 +73,8 @@ def rank_histogram(ranks: list[int], largest_shown: int = 10) -> str:
     """How many captions put their video at rank 1, 2, ..., and beyond ``largest_shown``."""
     counts = Counter(min(r, largest_shown + 1) for r in ranks)
     labels = [str(r) for r in range(1, largest_shown + 1)] + [f">{largest_shown}"]
-    figure, axes = plt.subplots(figsize=SIZE)
+    figure = Figure(figsize=SIZE)
+    axes = figure.subplots()
     axes.bar(labels, [counts.get(r, 0) for r in range(1, largest_shown + 2)], color=BAR_COLOR)
     axes.set_xlabel("rank of the true video")
     axes.set_ylabel("captions")

@@ -33,10 +33,7 @@ def embedded_json(value: object) -> str:
 def metrics_table(metrics: dict[str, float]) -> str:
     rows = "".join(
         f'<tr data-metric="{html.escape(name)}"><td>{html.escape(name)}</td>'
-        f'<td class="num">{value:.4f}</td></tr>'
-        if isinstance(value, float)
-        else f'<tr data-metric="{html.escape(name)}"><td>{html.escape(name)}</td>'
-        f'<td class="num">{value}</td></tr>'
+        f'<td class="num">{f"{value:.4f}" if isinstance(value, float) else value}</td></tr>'
         for name, value in metrics.items()
     )
     return f'<section><h2>Metrics</h2><table id="metrics">{rows}</table></section>'

@@ -13,6 +13,7 @@ import logging
 
 import pytorch_lightning as pl
 import torch
+import torch.distributed as dist
 from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,21 @@ def runs_on_gpu(accelerator: str) -> bool:
     if accelerator == AUTO:
         return torch.cuda.is_available() and torch.cuda.device_count() > 0
     return accelerator in GPU_ACCELERATORS
+
+
+def torch_device(accelerator: str) -> str:
+    """The torch device an accelerator setting (cpu | gpu | cuda | auto) means here."""
+    return "cuda" if runs_on_gpu(accelerator) else "cpu"
+
+
+def from_every_process(value: object) -> list:
+    """``value`` of every process of a distributed run, in rank order; alone, ``[value]``.
+    For what each process of a prediction collected over its own part of the split."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [value]
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered
 
 
 def automatic_precision(accelerator: str) -> str:

@@ -21,12 +21,12 @@ QUESTION = "what color are the shapes?"
 
 
 def test_check_quantize_refuses_unknown_modes_and_gpus() -> None:
-    check_quantize(None, "cuda")
-    check_quantize("int8", "cpu")
+    check_quantize(None, "cuda", "bf16-mixed")
+    check_quantize("int8", "cpu", "32-true")
     with pytest.raises(ValueError, match="quantize must be one of"):
-        check_quantize("int4", "cpu")
+        check_quantize("int4", "cpu", "32-true")
     with pytest.raises(ValueError, match="CPU inference path"):
-        check_quantize("int8", "cuda")
+        check_quantize("int8", "cuda", "32-true")
 
 
 @pytest.mark.parametrize("cnn_bf16", [False, True])
