@@ -47,6 +47,7 @@ def every_process_outputs(outputs: list) -> list:
 
 
 REPORT_CHOICES = ("auto", True, False)
+MIN_THUMBNAIL_HEIGHT = 8  # px: smaller thumbnails show nothing
 
 
 def prediction_accelerator(cfg: DictConfig) -> str:
@@ -64,7 +65,15 @@ def report_frames(cfg: DictConfig) -> PredictionFrames | None:
     if choice is False:
         return None
     limit = cfg.get("report_max_examples") if choice == "auto" else None
-    return PredictionFrames(max_examples=limit, height=cfg.get("report_thumbnail_height"))
+    if limit is not None and limit < 0:
+        raise ValueError(f"report_max_examples must be >= 0, got {limit}")
+    height = cfg.get("report_thumbnail_height")
+    if height is not None and height < MIN_THUMBNAIL_HEIGHT:
+        raise ValueError(
+            f"report_thumbnail_height must be null (by frames per video) or >= "
+            f"{MIN_THUMBNAIL_HEIGHT} px, got {height}"
+        )
+    return PredictionFrames(max_examples=limit, height=height)
 
 
 def predict(cfg: DictConfig) -> dict[str, float]:

@@ -3,6 +3,7 @@ each clip's scores beside the aggregated ones, precision, an original .pt, and b
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -136,3 +137,20 @@ def test_bad_inputs_name_the_argument(qa: Predictor, tmp_path: Path) -> None:
         qa.answer([SMALL, tmp_path / "missing.mp4"], ["a?", "b?"])
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         Predictor(qa.module, qa.text_tokenizer, qa.reader.sampling, batch_size=0)
+
+
+def test_a_cpu_predictor_keeps_freed_memory_unless_told_not_to(demo_checkpoint, monkeypatch):
+    """As predict.py does; without it, evaluation passes stay within glibc's own reuse."""
+    import clipbert.allocator as allocator
+
+    monkeypatch.setattr(allocator, "_keeping", False)
+    Predictor.from_checkpoint(demo_checkpoint("demo_video_qa"), keep_freed_memory=False)
+    assert not allocator.keeps_freed_memory()
+    Predictor.from_checkpoint(demo_checkpoint("demo_video_qa"))
+    assert allocator.keeps_freed_memory() == (platform.libc_ver()[0] == "glibc")
+
+
+def test_sampled_frames_answer_as_their_file(qa: Predictor) -> None:
+    seen = qa.sampled(SMALL)
+    assert [len(clip) for clip in seen.seconds] == [seen.frames.shape[1]] * seen.frames.shape[0]
+    _same([qa.answer(seen, "what color?")], [qa.answer(SMALL, "what color?")])

@@ -4,11 +4,14 @@ shows exactly the wrong answers; a screenshot is saved."""
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from clipbert.cli.predict import predict
 from tests.browser import screenshot
@@ -137,6 +140,17 @@ def test_report_false_writes_none_and_auto_skips_huge_splits(demo_checkpoint, tm
     assert (tmp_path / "on" / "report.html").is_file()
     with pytest.raises(ValueError, match="report must be auto, true or false"):
         predict(predict_config(tmp_path / "bad", f"ckpt_path={best}", "report=maybe"))
+    with pytest.raises(ValueError, match="report_thumbnail_height must be null"):
+        predict(predict_config(tmp_path / "bad", f"ckpt_path={best}", "report_thumbnail_height=0"))
+    with pytest.raises(ValueError, match="report_max_examples must be >= 0"):
+        predict(predict_config(tmp_path / "bad", f"ckpt_path={best}", "report_max_examples=-1"))
+
+
+def test_a_set_thumbnail_height_is_used(demo_checkpoint, tmp_path) -> None:
+    out = predicted(demo_checkpoint, "demo_video_qa", tmp_path, "report_thumbnail_height=24")
+    page = (out / "report.html").read_text()
+    uri = page.split("data:image/jpeg;base64,", 1)[1].split('"', 1)[0]
+    assert Image.open(io.BytesIO(base64.b64decode(uri))).height == 24
 
 
 def test_ten_thousand_examples_keep_one_page_in_the_document(tmp_path, page) -> None:
