@@ -38,7 +38,7 @@ from clipbert.data.lmdb_builder import build_vis_db
 
 log = logging.getLogger("clipbert.demo")
 
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 DATASET_NAME = "demo_video_qa"
 IMAGE_DATASET_NAME = "demo_image_qa"
 TOKENIZER_NAME = "demo_tokenizer"
@@ -399,13 +399,15 @@ def render_video(spec: VideoSpec, rng: np.random.Generator) -> np.ndarray:
 
 
 def write_mp4(frames: np.ndarray, path: str | Path, fps: int = FPS) -> None:
-    """Encode RGB frames as H.264 (yuv420p) mp4; one encoder thread keeps the bytes reproducible."""
+    """Encode RGB frames as H.264 (yuv420p) mp4 with reproducible bytes: one encoder thread, and
+    no macroblock tree (x264's mbtree code reads uninitialised memory, so its output varied
+    with the state of the process's heap)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width = frames.shape[2]
         stream.height = frames.shape[1]
         stream.pix_fmt = "yuv420p"
-        stream.options = {"crf": "18", "preset": "fast", "threads": "1"}
+        stream.options = {"crf": "18", "preset": "fast", "threads": "1", "x264-params": "mbtree=0"}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
             frame.pts = i

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -103,6 +106,27 @@ def test_same_seed_same_data_other_seed_other_data(demo: DemoPaths, tmp_path: Pa
     other = ensure_demo_dataset(tmp_path / "other", seed=1, sizes=TINY, progress=False)
     assert other.split("train").read_bytes() != demo.split("train").read_bytes()
     assert _lmdb_items(other) != _lmdb_items(demo)
+
+
+_ENCODE_ONE_VIDEO = """
+import sys
+import numpy as np
+from clipbert.demo import generate as gen
+spec = gen.design_split(0, "train", 8)[5]
+gen.write_mp4(gen.render_video(spec, np.random.default_rng([0, 0, 6, 1])), sys.argv[1])
+"""
+
+
+def test_video_bytes_do_not_depend_on_leftover_heap_contents(tmp_path: Path) -> None:
+    """glibc fills fresh allocations with a different byte in each process: an encoder that
+    reads memory it never wrote gives different files (x264's mbtree did)."""
+    videos = []
+    for perturb in ("1", "165"):
+        path = tmp_path / f"perturb_{perturb}.mp4"
+        env = {**os.environ, "MALLOC_PERTURB_": perturb}
+        subprocess.run([sys.executable, "-c", _ENCODE_ONE_VIDEO, str(path)], env=env, check=True)
+        videos.append(path.read_bytes())
+    assert videos[0] == videos[1]
 
 
 def test_other_seed_regenerates_in_place(tmp_path: Path) -> None:
