@@ -28,11 +28,13 @@ from common import (
 )
 
 from clipbert.allocator import keep_freed_memory
+from clipbert.models.cpu_linear import CPU_LINEAR_CHOICES
 from clipbert.models.quantization import quantize_int8
 
 COLUMNS = {
     "precision": "precision",
     "allocator": "allocator",
+    "cpu_linear": "linear layers",
     "frames_per_pass": "frames per CNN pass",
     "frames_used": "frames per pass used",
     "order": "clip order",
@@ -53,7 +55,11 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
     if setting["allocator"] == "keep":
         keep_freed_memory()
     device = torch.device(args.device)
-    task = full_size_task(args.image_size, order=setting["order"]).to(device).eval()
+    task = (
+        full_size_task(args.image_size, order=setting["order"], cpu_linear=setting["cpu_linear"])
+        .to(device)
+        .eval()
+    )
     frame_input = task.backbone.frame_input
     if setting["frames_per_pass"] != "auto":  # auto: the model's choice for this device
         frame_input.frames_per_chunk = int(setting["frames_per_pass"])
@@ -82,19 +88,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-clips", nargs="+", type=int, default=[1, 4, 16])
     parser.add_argument(
-        "--precision", nargs="+", choices=["fp32", "bf16", "int8"], default=["fp32"],
+        "--precision",
+        nargs="+",
+        choices=["fp32", "bf16", "int8"],
+        default=["fp32"],
         help="int8: quantize=int8 (int8 linear layers, bf16 CNN where the CPU has bf16)",
     )
     parser.add_argument(
-        "--allocator", nargs="+", choices=["default", "keep"], default=["default"],
+        "--allocator",
+        nargs="+",
+        choices=["default", "keep"],
+        default=["default"],
         help="keep: glibc keeps freed memory (clipbert.allocator), as train.py/predict.py set",
     )
     parser.add_argument(
-        "--frames-per-pass", nargs="+", default=["auto"],
+        "--frames-per-pass",
+        nargs="+",
+        default=["auto"],
         help="frames per CNN pass in eval mode (model.eval_frames_per_pass); auto: the "
         "model's default, which a CPU without keep_freed_memory lowers to what glibc reuses",
     )
     parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
+    parser.add_argument(
+        "--cpu-linear",
+        nargs="+",
+        choices=CPU_LINEAR_CHOICES,
+        default=["auto"],
+        help="model.cpu_linear: fp32 linear layers through BLAS, oneDNN, or auto (oneDNN on AMD)",
+    )
     parser.add_argument("--num-frames", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1, help="videos per forward")
     parser.add_argument("--image-size", type=int, default=448)
@@ -106,9 +127,14 @@ def main() -> None:
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = parser.parse_args()
 
-    keys = ("allocator", "frames_per_pass", "precision", "order", "n_clips")
+    keys = ("allocator", "cpu_linear", "frames_per_pass", "precision", "order", "n_clips")
     combos = itertools.product(
-        args.allocator, args.frames_per_pass, args.precision, args.order, sorted(args.n_clips)
+        args.allocator,
+        args.cpu_linear,
+        args.frames_per_pass,
+        args.precision,
+        args.order,
+        sorted(args.n_clips),
     )
     settings = [
         {**dict(zip(keys, combo, strict=True)), "num_frames": args.num_frames, "batch": args.batch}
@@ -116,7 +142,7 @@ def main() -> None:
     ]
     rows = run_isolated(measure, settings, args)
     for row in rows:
-        same = ("allocator", "frames_per_pass", "precision", "order")
+        same = ("allocator", "cpu_linear", "frames_per_pass", "precision", "order")
         one_clip = next(
             (r for r in rows if r["n_clips"] == 1 and all(r[k] == row[k] for k in same)), row
         )

@@ -102,5 +102,6 @@ def main() -> None:
     }
     report(rows, columns, f"report.html's cost in predict.py, {args.pairs} pairs", args)
 
+
 if __name__ == "__main__":
     main()

@@ -5,7 +5,8 @@ MSRVTT's) to ``image_size`` on the device, forward, loss, backward, gradient cli
 an AdamW step, on MSRVTT-QA's module (ResNet-50 + BERT-base, 1500 answers) with a 20-token
 question per video. Model FLOPs (forward + backward) come from ``torch.utils.flop_counter``;
 utilization = FLOPs / (step time x the measured peak of a dense matrix product in the same
-precision, in the same process: the fastest of 10 products before and 10 after the steps).
+precision, in the same process: the fastest of 10 products before and 10 after the steps, through
+PyTorch's BLAS or, on a CPU, oneDNN, whichever is faster; see ``common.gemm_peak_flops``).
 
 Every combination of the options is one setting, run in a fresh process so that its peak
 memory is its own. ``--order original`` runs the clips one after another through the whole
@@ -39,6 +40,7 @@ from common import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.allocator import keep_freed_memory
+from clipbert.models.cpu_linear import CPU_LINEAR_CHOICES
 from clipbert.tasks.optimization import clip_grad_norm, parameter_groups
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -47,6 +49,7 @@ COLUMNS = {
     "order": "clip order",
     "kernels": "kernels",
     "compile": "compiled",
+    "cpu_linear": "linear layers",
     "image_size": "image size",
     "n_clips": "clips",
     "num_frames": "frames",
@@ -54,6 +57,7 @@ COLUMNS = {
     "median_s": "median s/step",
     "tflop_per_step": "TFLOP/step",
     "gemm_peak_gflops": "GEMM peak GFLOP/s",
+    "peak_library": "peak through",
     "utilization": "utilization",
     "peak_memory_mb": "peak memory MiB",
 }
@@ -68,9 +72,12 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
         keep_freed_memory()
     device = torch.device(args.device)
     precision = setting["precision"]
-    peak = gemm_peak_flops(PRECISIONS[precision], device)
+    peaks = [gemm_peak_flops(PRECISIONS[precision], device)]
     task = full_size_task(
-        setting["image_size"], order=setting["order"], compile=setting["compile"] == "on"
+        setting["image_size"],
+        order=setting["order"],
+        compile=setting["compile"] == "on",
+        cpu_linear=setting["cpu_linear"],
     )
     task = task.to(device).train()
     if setting["kernels"] == "channels_last":  # like the frames; the model's are planar
@@ -96,7 +103,8 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
         optimizer.zero_grad(set_to_none=True)
 
     seconds = median_seconds(step, repeats=args.steps, warmup=args.warmup, device=device)
-    peak = max(peak, gemm_peak_flops(PRECISIONS[precision], device))  # before and after
+    peaks.append(gemm_peak_flops(PRECISIONS[precision], device))  # before and after
+    peak, peak_library = max(peaks)
     counter = FlopCounterMode(display=False)
     with counter:
         loss().backward()
@@ -107,6 +115,7 @@ def measure(setting: dict, args: argparse.Namespace) -> dict:
         "median_s": seconds,
         "tflop_per_step": flops / 1e12,
         "gemm_peak_gflops": peak / 1e9,
+        "peak_library": peak_library,
         "utilization": flops / (seconds * peak),
         "peak_memory_mb": peak_memory_mb(device),
     }
@@ -129,6 +138,7 @@ def settings(args: argparse.Namespace) -> list[dict]:
         "order",
         "kernels",
         "compile",
+        "cpu_linear",
         "image_size",
         "n_clips",
         "num_frames",
@@ -170,6 +180,13 @@ def main() -> None:
         choices=["off", "on"],
         default=["off"],
         help="model.compile: torch.compile the CNN, grid encoder and BERT encoder",
+    )
+    parser.add_argument(
+        "--cpu-linear",
+        nargs="+",
+        choices=CPU_LINEAR_CHOICES,
+        default=["auto"],
+        help="model.cpu_linear: fp32 linear layers through BLAS, oneDNN, or auto (oneDNN on AMD)",
     )
     parser.add_argument(
         "--keep-freed-memory",

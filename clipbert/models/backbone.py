@@ -15,6 +15,7 @@ from transformers.masking_utils import create_bidirectional_mask
 
 from clipbert.data.batches import Frames
 from clipbert.models.checkpoints import load_bert_weights, load_grid_feat
+from clipbert.models.cpu_linear import CpuLinear, route_cpu_linears
 from clipbert.models.frame_input import FrameInput, leading_shape
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder, VisualEmbeddings
@@ -55,6 +56,7 @@ class ClipBertBackbone(nn.Module):
         eval_pairs_per_pass: int = 128,
         compile: bool = False,
         bert_source: str | None = None,
+        cpu_linear: CpuLinear = "auto",
     ) -> None:
         super().__init__()
         if eval_pairs_per_pass < 1:
@@ -81,6 +83,7 @@ class ClipBertBackbone(nn.Module):
         self.eval_pairs_per_pass = eval_pairs_per_pass
         # the BERT folder (or file) the weights came from: pre-training heads load from it too
         self.bert_source = bert_source
+        route_cpu_linears(self, cpu_linear)
         if compile:
             self.compile_parts()
 
@@ -276,6 +279,7 @@ def build_backbone(
     eval_frames_per_pass: int = 8,
     eval_pairs_per_pass: int = 128,
     compile: bool = False,
+    cpu_linear: CpuLinear = "auto",
 ) -> ClipBertBackbone:
     """Hydra entry: ``cnn`` holds ResNet kwargs; ``bert`` holds BertConfig values plus
     ``pretrained_dir`` and ``attn_implementation``; ``cnn_weights`` is the grid-feat R50 ``.pth``.
@@ -307,4 +311,5 @@ def build_backbone(
         eval_pairs_per_pass=eval_pairs_per_pass,
         compile=compile,
         bert_source=pretrained_dir,
+        cpu_linear=cpu_linear,
     )

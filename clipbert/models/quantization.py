@@ -20,6 +20,8 @@ import warnings
 import torch
 from torch import nn
 
+from clipbert.models.cpu_linear import route_cpu_linears
+
 log = logging.getLogger(__name__)
 
 QUANTIZE_MODES = ("int8",)
@@ -60,6 +62,7 @@ def quantize_int8(
     ``inplace`` the module itself converted (no second model in memory)."""
     quantized = (module if inplace else copy.deepcopy(module)).eval()
     backbone = quantized.backbone
+    route_cpu_linears(quantized, "blas")  # quantize_dynamic swaps plain nn.Linear only
     with warnings.catch_warnings():  # torch.ao's quantized tensors are marked for deprecation
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
