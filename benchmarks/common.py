@@ -20,6 +20,7 @@ from hydra import compose, initialize_config_dir
 
 from clipbert.data.batches import QABatch
 from clipbert.models.backbone import ClipBertBackbone
+from clipbert.models.cpu_linear import linear_through_onednn
 from clipbert.runs.build import build_module
 from clipbert.runs.configs import CONFIG_DIR
 from clipbert.tasks.base import ClipBertTask
@@ -141,11 +142,9 @@ def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> tuple[float, st
     generator = torch.Generator().manual_seed(0)
     a, b = (torch.randn(size, size, generator=generator).to(device, dtype) for _ in range(2))
     products: dict[str, Callable[[], object]] = {"BLAS": lambda: a @ b}
-    if device.type == "cpu":
-        # a's rows as the pixels of a channels-last image, b's columns as 1x1 kernels
-        image = a.view(1, 1, size, size).permute(0, 3, 1, 2)
-        kernels = b.t().contiguous().view(size, size, 1, 1)
-        products["oneDNN"] = lambda: torch.nn.functional.conv2d(image, kernels)
+    if device.type == "cpu":  # a @ b as a linear layer with weight b^T, through oneDNN
+        weight = b.t().contiguous()
+        products["oneDNN"] = lambda: linear_through_onednn(a, weight, None)
     rates = {}
     for library, product in products.items():
         for _ in range(3):
