@@ -38,8 +38,9 @@ def linear_through_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Ten
 
 def onednn_pays(x: Tensor, weight: Tensor) -> bool:
     """Whether this call is one where oneDNN measured faster than BLAS: fp32 on a CPU, with
-    enough rows for the products it needs (the gradients need more)."""
-    if x.device.type != "cpu" or x.dtype != torch.float32:
+    enough rows for the products it needs (the gradients need more). Under bf16 autocast
+    PyTorch's own products already run through oneDNN."""
+    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
         return False
     rows = x.numel() // max(x.shape[-1], 1)
     needs_gradients = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)

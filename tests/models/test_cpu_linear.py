@@ -59,6 +59,8 @@ def test_the_path_follows_rows_gradients_dtype_and_device() -> None:
     with torch.no_grad():
         assert onednn_pays(torch.zeros(MIN_ROWS_INFERENCE, 16), weight)
     assert not onednn_pays(torch.zeros(1024, 16, dtype=torch.bfloat16), frozen)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert not onednn_pays(torch.zeros(1024, 16), frozen)
     assert not onednn_pays(torch.zeros(1024, 16, device="meta"), frozen)
 
 
