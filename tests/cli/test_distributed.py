@@ -93,8 +93,11 @@ def test_ddp_validation_metrics_equal_one_process_validation(
         module, datamodule=datamodule, ckpt_path=str(run / "checkpoints" / "last.ckpt")
     )
     assert set(single) == set(logged)
+    # The shards' batches differ from one process's (2+1 videos against 2+2), and BLAS and
+    # oneDNN pick other kernels for other row counts, so a loss may move by a few 1e-6; a video
+    # counted twice would move the mean by (its loss - the mean) / 9, and an accuracy by up to 1/9.
     for key, value in single.items():
-        assert logged[key] == pytest.approx(value, rel=1e-6, abs=1e-7), key
+        assert logged[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
 
 
 @pytest.mark.parametrize("task", ["demo_video_qa", "demo_retrieval"])
