@@ -70,6 +70,7 @@ bench: venv
 	$(PY) benchmarks/inference.py --n-clips 1 4 16
 	$(PY) benchmarks/ranking.py --captions 8 32 128
 	$(PY) benchmarks/loader.py --rounds 3
+	$(PY) benchmarks/cpu_linear.py
 
 # ruff, and the import layers of docs/architecture.md (import-linter contracts in pyproject.toml)
 lint: venv
