@@ -3,6 +3,7 @@ peak, a description of the machine, and the table they print and record in RESUL
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import multiprocessing
@@ -20,7 +21,7 @@ from hydra import compose, initialize_config_dir
 
 from clipbert.data.batches import QABatch
 from clipbert.models.backbone import ClipBertBackbone
-from clipbert.models.cpu_linear import linear_through_onednn
+from clipbert.models.cpu_linear import CPU_LINEAR_CHOICES, linear_through_onednn
 from clipbert.runs.build import build_module
 from clipbert.runs.configs import CONFIG_DIR
 from clipbert.tasks.base import ClipBertTask
@@ -127,6 +128,27 @@ def median_seconds(
     return statistics.median(timed_seconds(run, device) for _ in range(repeats))
 
 
+def fastest_seconds(
+    run: Callable[[], object], repeats: int, warmup: int, device: torch.device
+) -> float:
+    """Shortest wall time of ``run`` over ``repeats`` calls after ``warmup`` untimed ones: for
+    kernels, where contention on a shared machine only ever adds time."""
+    for _ in range(warmup):
+        run()
+    return min(timed_seconds(run, device) for _ in range(repeats))
+
+
+def add_cpu_linear_option(parser: argparse.ArgumentParser) -> None:
+    """``--cpu-linear``: the settings of ``model.cpu_linear`` to compare."""
+    parser.add_argument(
+        "--cpu-linear",
+        nargs="+",
+        choices=CPU_LINEAR_CHOICES,
+        default=["auto"],
+        help="model.cpu_linear: fp32 linear layers through BLAS, oneDNN, or auto (oneDNN on AMD)",
+    )
+
+
 def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> tuple[float, str]:
     """FLOP/s of a dense square matrix product in ``dtype`` (2048 on a CPU, 8192 on a GPU,
     which 2048 does not fill), and the library that reached it: the machine's practical
@@ -145,12 +167,10 @@ def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> tuple[float, st
     if device.type == "cpu":  # a @ b as a linear layer with weight b^T, through oneDNN
         weight = b.t().contiguous()
         products["oneDNN"] = lambda: linear_through_onednn(a, weight, None)
-    rates = {}
-    for library, product in products.items():
-        for _ in range(3):
-            product()
-        fastest = min(timed_seconds(product, device) for _ in range(10))
-        rates[library] = 2 * size**3 / fastest
+    rates = {
+        library: 2 * size**3 / fastest_seconds(product, repeats=10, warmup=3, device=device)
+        for library, product in products.items()
+    }
     library = max(rates, key=rates.__getitem__)
     return rates[library], library
 

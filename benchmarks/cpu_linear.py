@@ -13,16 +13,15 @@ convolution (oneDNN). A ratio above 1 means oneDNN is faster.
 from __future__ import annotations
 
 import argparse
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import report
+from common import fastest_seconds, report
 
 from clipbert.models.cpu_linear import linear_through_onednn
 
+CPU = torch.device("cpu")
 SHAPES = ((768, 768), (768, 3072), (3072, 768))
 COLUMNS = {
     "rows": "rows",
@@ -36,17 +35,6 @@ COLUMNS = {
 }
 
 
-def fastest_seconds(run: Callable[[], object], repeats: int = 8) -> float:
-    for _ in range(3):
-        run()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - began)
-    return min(times)
-
-
 def measure(rows: int, fan_in: int, fan_out: int) -> dict:
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(rows, fan_in, generator=generator, requires_grad=True)
@@ -58,13 +46,15 @@ def measure(rows: int, fan_in: int, fan_out: int) -> dict:
     row: dict = {"rows": rows, "shape": f"{fan_in} -> {fan_out}"}
     for name, linear in paths.items():
         with torch.no_grad():
-            forward = fastest_seconds(lambda linear=linear: linear(x, weight, bias))
+            forward = fastest_seconds(
+                lambda linear=linear: linear(x, weight, bias), repeats=8, warmup=3, device=CPU
+            )
 
         def train(linear=linear) -> None:
             linear(x, weight, bias).backward(grad)
             x.grad = weight.grad = bias.grad = None
 
-        training = fastest_seconds(train)
+        training = fastest_seconds(train, repeats=8, warmup=3, device=CPU)
         row[f"forward_{name}_gflops"] = flops / forward / 1e9
         row[f"training_{name}_gflops"] = 3 * flops / training / 1e9
     for kind in ("forward", "training"):

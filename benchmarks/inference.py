@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    add_cpu_linear_option,
     full_size_task,
     median_seconds,
     peak_memory_mb,
@@ -28,7 +29,6 @@ from common import (
 )
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.models.cpu_linear import CPU_LINEAR_CHOICES
 from clipbert.models.quantization import quantize_int8
 
 COLUMNS = {
@@ -109,13 +109,7 @@ def main() -> None:
         "model's default, which a CPU without keep_freed_memory lowers to what glibc reuses",
     )
     parser.add_argument("--order", nargs="+", choices=["batched", "original"], default=["batched"])
-    parser.add_argument(
-        "--cpu-linear",
-        nargs="+",
-        choices=CPU_LINEAR_CHOICES,
-        default=["auto"],
-        help="model.cpu_linear: fp32 linear layers through BLAS, oneDNN, or auto (oneDNN on AMD)",
-    )
+    add_cpu_linear_option(parser)
     parser.add_argument("--num-frames", type=int, default=2)
     parser.add_argument("--batch", type=int, default=1, help="videos per forward")
     parser.add_argument("--image-size", type=int, default=448)

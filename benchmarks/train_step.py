@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from common import (
+    add_cpu_linear_option,
     full_size_task,
     gemm_peak_flops,
     markdown_table,
@@ -40,7 +41,6 @@ from common import (
 from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.allocator import keep_freed_memory
-from clipbert.models.cpu_linear import CPU_LINEAR_CHOICES
 from clipbert.tasks.optimization import clip_grad_norm, parameter_groups
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
@@ -181,13 +181,7 @@ def main() -> None:
         default=["off"],
         help="model.compile: torch.compile the CNN, grid encoder and BERT encoder",
     )
-    parser.add_argument(
-        "--cpu-linear",
-        nargs="+",
-        choices=CPU_LINEAR_CHOICES,
-        default=["auto"],
-        help="model.cpu_linear: fp32 linear layers through BLAS, oneDNN, or auto (oneDNN on AMD)",
-    )
+    add_cpu_linear_option(parser)
     parser.add_argument(
         "--keep-freed-memory",
         action=argparse.BooleanOptionalAction,
