@@ -155,7 +155,7 @@ def gemm_peak_flops(dtype: torch.dtype, device: torch.device) -> tuple[float, st
     compute peak, measured in the same process as the model it is compared with.
 
     On a CPU the product runs twice, through PyTorch's BLAS (``a @ b``, MKL) and through
-    oneDNN (the same product as a 1x1 convolution, the library the CNN's convolutions use),
+    oneDNN (its matrix product, from the library the CNN's convolutions use),
     and the faster counts: MKL takes a slower code path on AMD processors (about half of
     oneDNN's rate on Zen 5), and a peak below what the convolutions reach would put
     utilization above 1. The fastest of 10 products counts, so a moment of contention on a

@@ -1,10 +1,10 @@
 """BERT's linear layers through PyTorch's BLAS and through oneDNN, by rows: the measurement
-behind ``model.cpu_linear`` and the row thresholds in ``clipbert/models/cpu_linear.py``.
+behind ``model.cpu_linear`` in ``clipbert/models/cpu_linear.py``.
 
 For each of BERT-base's three layer shapes (768->768, 768->3072, 3072->768) and each row count
 (batch x sequence), the fastest of 8 calls is timed for the forward alone (inference) and for
-forward and backward (training), through ``F.linear`` (BLAS: MKL on x86) and through the 1x1
-convolution (oneDNN). A ratio above 1 means oneDNN is faster.
+forward and backward (training), through ``F.linear`` (BLAS: MKL on x86) and through oneDNN's
+matrix product (``OneDnnProduct``). A ratio above 1 means oneDNN is faster.
 
     .venv/bin/python benchmarks/cpu_linear.py
     .venv/bin/python benchmarks/cpu_linear.py --rows 69 138 552 1104
@@ -64,7 +64,7 @@ def measure(rows: int, fan_in: int, fan_out: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", nargs="+", type=int, default=[32, 64, 138, 256, 552, 1104])
+    parser.add_argument("--rows", nargs="+", type=int, default=[16, 32, 64, 138, 256, 552, 1104])
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's choice)")
     parser.add_argument("--json", type=Path, help="write the rows here")
     parser.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")

@@ -3,14 +3,15 @@
 PyTorch's x86 builds compute fp32 ``nn.Linear`` with MKL, which takes a slower code path on
 AMD processors: on the project's Zen 5 machine a 2048-square product reaches about 225
 GFLOP/s through MKL and 460 through oneDNN, the library the CNN's convolutions already use.
-A linear layer is a 1x1 convolution over a channels-last image whose pixels are the input
-rows, so it can run through oneDNN with no copy and with autograd, and keep its parameters,
-names and checkpoints. Which is faster depends on the rows (measured with
-``benchmarks/cpu_linear.py``): oneDNN wins from 32 rows without gradients and from 256 with
-them (its weight gradient is the slower part for few rows). So calls without gradients always
-take oneDNN, which keeps evaluation's numbers independent of how the batches split (below 32
-rows oneDNN is 0.75-1.0x of BLAS, on calls of microseconds), and calls with gradients take it
-from 256 rows.
+PyTorch exposes oneDNN's matrix product as ``torch.ops.mkldnn._linear_pointwise`` (the op its
+compiler emits for CPU linear layers) but gives it no gradient, so :class:`OneDnnProduct`
+supplies one made of the same op: the input's gradient is ``grad @ W`` and the weight's
+``grad^T @ x``, both passed as transposed views, which oneDNN reads without a copy.
+
+Measured with ``benchmarks/cpu_linear.py`` on BERT-base's shapes, each of the three products
+is faster through oneDNN than through MKL from 16 rows up (1.5-3x), so every fp32 CPU call
+takes it, with or without gradients. Parameters, names and checkpoints stay those of
+``nn.Linear``: only the class of the layer changes.
 """
 
 from __future__ import annotations
@@ -22,40 +23,65 @@ from typing import Literal, get_args
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import FunctionCtx, once_differentiable
 
 CpuLinear = Literal["auto", "blas", "onednn"]
 CPU_LINEAR_CHOICES: tuple[str, ...] = get_args(CpuLinear)
-MIN_ROWS_TRAINING = 256
+
+
+def _onednn_product(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``x @ weight.T + bias`` for 2-D ``x`` and ``weight``, through oneDNN."""
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
+
+
+class OneDnnProduct(torch.autograd.Function):
+    """``F.linear`` on 2-D rows through oneDNN, forward and backward."""
+
+    @staticmethod
+    def forward(ctx: FunctionCtx, rows: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        ctx.save_for_backward(rows, weight)
+        ctx.has_bias = bias is not None
+        return _onednn_product(rows, weight, bias)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        rows, weight = ctx.saved_tensors
+        grad = grad.contiguous()
+        needs_rows, needs_weight, needs_bias = ctx.needs_input_grad
+        grad_rows = _onednn_product(grad, weight.t()) if needs_rows else None
+        grad_weight = _onednn_product(grad.t(), rows.t()) if needs_weight else None
+        grad_bias = grad.sum(0) if needs_bias and ctx.has_bias else None
+        return grad_rows, grad_weight, grad_bias
 
 
 def linear_through_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """``F.linear`` as a 1x1 convolution: the rows of ``x`` become the pixels of a
-    channels-last (1, in, 1, rows) image, so both views are free and the result is the
-    contiguous (rows, out) matrix."""
+    """``F.linear(x, weight, bias)`` through oneDNN, for any number of leading dimensions."""
     rows = x.reshape(-1, x.shape[-1])
-    image = rows.view(1, 1, *rows.shape).permute(0, 3, 1, 2)
-    out = F.conv2d(image, weight[:, :, None, None], bias)
-    return out.permute(0, 2, 3, 1).reshape(*x.shape[:-1], weight.shape[0])
+    out = OneDnnProduct.apply(rows, weight, bias)
+    return out.view(*x.shape[:-1], weight.shape[0])
 
 
-def onednn_pays(x: Tensor, weight: Tensor) -> bool:
-    """Whether this call takes oneDNN: fp32 on a CPU, and no gradients or enough rows for
-    them. Under bf16 autocast PyTorch's own products already run through oneDNN."""
-    if x.device.type != "cpu" or x.dtype != torch.float32 or torch.is_autocast_enabled("cpu"):
-        return False
-    if not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)):
-        return True
-    return x.numel() // max(x.shape[-1], 1) >= MIN_ROWS_TRAINING
+def takes_onednn(x: Tensor) -> bool:
+    """fp32 on a CPU, outside autocast: under bf16 autocast PyTorch's own products already
+    run through oneDNN, and other dtypes and devices keep ``F.linear``."""
+    return (
+        x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+    )
 
 
 class OneDnnLinear(nn.Linear):
-    """An ``nn.Linear`` whose fp32 CPU calls take oneDNN where it measured faster
-    (:func:`onednn_pays`) and ``F.linear`` otherwise."""
+    """An ``nn.Linear`` whose fp32 CPU calls take oneDNN (:func:`takes_onednn`)."""
 
     def forward(self, x: Tensor) -> Tensor:
-        if onednn_pays(x, self.weight):
+        if takes_onednn(x):
             return linear_through_onednn(x, self.weight, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+def onednn_products_available() -> bool:
+    """This PyTorch build has oneDNN and its linear op (CPU builds for x86 and ARM do)."""
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 @functools.cache
@@ -64,7 +90,7 @@ def blas_is_slow_here() -> bool:
     at about half of oneDNN's rate (measured on Zen 5). Elsewhere ``auto`` keeps BLAS."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return False
-    if not torch.backends.mkldnn.is_available():
+    if not onednn_products_available():
         return False
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -79,6 +105,11 @@ def route_cpu_linears(module: nn.Module, mode: CpuLinear) -> int:
     Only the class changes, so parameters, state dicts and devices stay as they are."""
     if mode not in CPU_LINEAR_CHOICES:
         raise ValueError(f"model.cpu_linear must be one of {CPU_LINEAR_CHOICES}, got {mode!r}")
+    if mode == "onednn" and not onednn_products_available():
+        raise ValueError(
+            "model.cpu_linear=onednn needs a PyTorch built with oneDNN "
+            "(torch.backends.mkldnn.is_available()); use model.cpu_linear=auto or blas"
+        )
     onednn = mode == "onednn" or (mode == "auto" and blas_is_slow_here())
     target, source = (OneDnnLinear, nn.Linear) if onednn else (nn.Linear, OneDnnLinear)
     changed = 0

@@ -1,5 +1,5 @@
 """Linear layers through oneDNN (model.cpu_linear): the same outputs, gradients, parameters and
-checkpoints as nn.Linear, with the path chosen by rows and by whether gradients are needed."""
+checkpoints as nn.Linear, for fp32 CPU calls outside autocast."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ from torch import nn
 
 from clipbert.models import cpu_linear
 from clipbert.models.cpu_linear import (
-    MIN_ROWS_TRAINING,
     OneDnnLinear,
     linear_through_onednn,
-    onednn_pays,
     route_cpu_linears,
+    takes_onednn,
 )
 from clipbert.models.quantization import quantize_int8
 
@@ -41,27 +40,57 @@ def test_onednn_product_equals_linear_with_gradients(shape: tuple[int, ...]) -> 
         torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.parametrize("trainable", ["input", "weight", "bias"])
+def test_only_the_gradients_asked_for_are_computed(trainable: str) -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(24, 40)
+    x = torch.randn(9, 24)
+    tensors = {"input": x, "weight": layer.weight, "bias": layer.bias}
+    for name, tensor in tensors.items():
+        tensor.requires_grad_(name == trainable)
+    grad = torch.randn(9, 40)
+    (ours,) = torch.autograd.grad(
+        linear_through_onednn(x, layer.weight, layer.bias), tensors[trainable], grad
+    )
+    (theirs,) = torch.autograd.grad(layer(x), tensors[trainable], grad)
+    torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_strided_and_empty_inputs() -> None:
+    layer = nn.Linear(16, 8)
+    strided = torch.randn(16, 6).t()  # rows that are not contiguous in memory
+    torch.testing.assert_close(
+        linear_through_onednn(strided, layer.weight, layer.bias), layer(strided)
+    )
+    empty = torch.zeros(0, 3, 16)
+    assert linear_through_onednn(empty, layer.weight, layer.bias).shape == (0, 3, 8)
+
+
 def test_without_bias() -> None:
     layer = nn.Linear(16, 8, bias=False)
     x = torch.randn(4, 16)
     torch.testing.assert_close(linear_through_onednn(x, layer.weight, None), layer(x))
 
 
-def test_the_path_follows_rows_gradients_dtype_and_device() -> None:
-    weight = torch.zeros(8, 16, requires_grad=True)
-    frozen = weight.detach()
-    # without gradients always, so evaluation does not depend on how batches split
-    assert onednn_pays(torch.zeros(1, 16), frozen)
-    # gradients (of the input or of the weight) need enough rows
-    assert not onednn_pays(torch.zeros(MIN_ROWS_TRAINING - 1, 16), weight)
-    assert not onednn_pays(torch.zeros(MIN_ROWS_TRAINING - 1, 16, requires_grad=True), frozen)
-    assert onednn_pays(torch.zeros(4, MIN_ROWS_TRAINING // 4, 16), weight)
-    with torch.no_grad():
-        assert onednn_pays(torch.zeros(1, 16), weight)
-    assert not onednn_pays(torch.zeros(1024, 16, dtype=torch.bfloat16), frozen)
+def test_the_path_follows_dtype_device_and_autocast() -> None:
+    assert takes_onednn(torch.zeros(1, 16))
+    assert takes_onednn(torch.zeros(4, 16, requires_grad=True))
+    assert not takes_onednn(torch.zeros(1024, 16, dtype=torch.bfloat16))
     with torch.autocast("cpu", torch.bfloat16):
-        assert not onednn_pays(torch.zeros(1024, 16), frozen)
-    assert not onednn_pays(torch.zeros(1024, 16, device="meta"), frozen)
+        assert not takes_onednn(torch.zeros(1024, 16))
+    assert not takes_onednn(torch.zeros(1024, 16, device="meta"))
+
+
+def test_layer_under_autocast_and_in_bf16_keeps_torchs_product() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    routed = copy.deepcopy(layer)
+    route_cpu_linears(routed, "onednn")
+    x = torch.randn(5, 16)
+    with torch.autocast("cpu", torch.bfloat16):
+        assert routed(x).dtype == layer(x).dtype == torch.bfloat16
+        torch.testing.assert_close(routed(x), layer(x))
+    torch.testing.assert_close(routed.bfloat16()(x.bfloat16()), layer.bfloat16()(x.bfloat16()))
 
 
 def test_layers_are_routed_in_place_and_back() -> None:
@@ -71,7 +100,7 @@ def test_layers_are_routed_in_place_and_back() -> None:
     assert route_cpu_linears(model, "onednn") == 2
     assert all(type(m) is OneDnnLinear for m in (model[0], model[2]))
     assert model.state_dict().keys() == reference.state_dict().keys()
-    x = torch.randn(MIN_ROWS_TRAINING, 16)
+    x = torch.randn(5, 16)
     torch.testing.assert_close(model(x), reference(x), atol=1e-5, rtol=1e-5)
     assert route_cpu_linears(model, "onednn") == 0  # already there
     assert route_cpu_linears(model, "blas") == 2
