@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.models import cpu_linear
 from clipbert.models.cpu_linear import (
@@ -54,6 +55,18 @@ def test_only_the_gradients_asked_for_are_computed(trainable: str) -> None:
     )
     (theirs,) = torch.autograd.grad(layer(x), tensors[trainable], grad)
     torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=1e-4)
+
+
+def test_flop_counts_are_those_of_nn_linear() -> None:
+    layer, routed = nn.Linear(16, 8), nn.Linear(16, 8)
+    route_cpu_linears(routed, "onednn")
+    counts = []
+    for module in (layer, routed):
+        counter = FlopCounterMode(display=False)
+        with counter:
+            module(torch.randn(2, 5, 16, requires_grad=True)).sum().backward()
+        counts.append(counter.get_total_flops())
+    assert counts[0] == counts[1] == 3 * 2 * 10 * 16 * 8
 
 
 def test_strided_and_empty_inputs() -> None:
