@@ -65,10 +65,14 @@ def linear_through_onednn(x: Tensor, weight: Tensor, bias: Tensor | None) -> Ten
 
 
 def takes_onednn(x: Tensor) -> bool:
-    """fp32 on a CPU, outside autocast: under bf16 autocast PyTorch's own products already
-    run through oneDNN, and other dtypes and devices keep ``F.linear``."""
+    """fp32 on a CPU, eager, outside autocast: under bf16 autocast PyTorch's own products
+    already run through oneDNN, ``torch.compile`` chooses its own kernels, and other dtypes and
+    devices keep ``F.linear``."""
     return (
-        x.device.type == "cpu" and x.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+        x.device.type == "cpu"
+        and x.dtype == torch.float32
+        and not torch.is_autocast_enabled("cpu")
+        and not torch.compiler.is_compiling()
     )
 
 

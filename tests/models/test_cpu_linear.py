@@ -154,3 +154,16 @@ def test_int8_quantization_still_quantizes_routed_layers() -> None:
     kinds = {type(m).__name__ for m in quantized.backbone.bert.modules()}
     assert "OneDnnLinear" not in kinds and "Linear" in kinds
     assert any("quantized" in type(m).__module__ for m in quantized.backbone.bert.modules())
+
+
+def test_compiled_layer_leaves_the_products_to_the_compiler() -> None:
+    torch.manual_seed(0)
+    layer = nn.Linear(16, 8)
+    routed = copy.deepcopy(layer)
+    route_cpu_linears(routed, "onednn")
+    compiled = torch.compile(routed)
+    x = torch.randn(5, 16, requires_grad=True)
+    got, expected = compiled(x), layer(x)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    grads = [torch.autograd.grad(y.sum(), x)[0] for y in (got, expected)]
+    torch.testing.assert_close(*grads, atol=1e-5, rtol=1e-5)
