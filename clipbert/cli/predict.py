@@ -17,7 +17,11 @@ from clipbert.allocator import keep_freed_memory
 from clipbert.callbacks.prediction_frames import PredictionFrames
 from clipbert.cli.errors import reported
 from clipbert.models.heads import SCORE_AGGREGATIONS
-from clipbert.models.quantization import check_quantize, quantize_int8
+from clipbert.models.quantization import (
+    DEFAULT_CALIBRATION_FRAMES,
+    check_quantize,
+    quantize_int8,
+)
 from clipbert.predictor import Predictor
 from clipbert.reports.prediction_page import write_prediction_report
 from clipbert.runs.build import check_vocabulary, evaluation_datamodule_config, rebuild_module
@@ -121,7 +125,12 @@ def predict(cfg: DictConfig) -> dict[str, float]:
         run, image_size=datamodule.image_size, score_agg=cfg.score_agg, compile=cfg.compile
     )
     if cfg.get("quantize"):
-        module = quantize_int8(module, inplace=True)
+        module = quantize_int8(
+            module,
+            cfg.get("quantize_cnn", "auto"),
+            cfg.get("quantize_calibration_frames", DEFAULT_CALIBRATION_FRAMES),
+            inplace=True,
+        )
     check_vocabulary(datamodule, run.answer_vocabulary)
     frames = report_frames(cfg)
     trainer = pl.Trainer(

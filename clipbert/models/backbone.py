@@ -111,7 +111,7 @@ class ClipBertBackbone(nn.Module):
 
     def _cnn_grid(self, x: Tensor) -> Tensor:
         """The CNN's input (F, 3, S, S) -> grid (F, H, h, w)."""
-        features = self.cnn(x.to(self.cnn.conv1.weight.dtype))
+        features = self.cnn(x.to(self.cnn.input_dtype))
         if features.is_cpu:
             # With channels-last input, oneDNN reorders the grid encoder's kernel (the largest
             # in the model, 14 M weights) in each pass; a planar copy of the small feature map

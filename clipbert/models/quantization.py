@@ -1,30 +1,35 @@
 """A faster CPU inference model: ``quantize="int8"``.
 
 BERT's and the heads' linear layers become dynamically quantized int8 layers (int8 weights,
-each batch's activations quantized on the fly: PyTorch's fbgemm/oneDNN int8 GEMMs), which is
-where a 16-clip question spends much of its time. The CNN, whose convolutions dynamic
-quantization does not cover, runs in bf16 where the CPU computes bf16 natively (AVX-512 BF16,
-AMX) and stays fp32 elsewhere, where bf16 convolutions are emulated and slower. Everything
-else (frame transform, grid encoder input, embeddings, norms, softmax) stays fp32.
+each batch's activations quantized on the fly: PyTorch's fbgemm/oneDNN int8 GEMMs). The CNN,
+which dynamic quantization does not cover, is quantized statically
+(:class:`~clipbert.models.int8_cnn.CalibratingInt8CNN`: calibrated on the first frames it
+sees) where PyTorch has its x86 int8 backend; ``quantize_cnn="bf16"`` runs it in bf16 instead
+(native on AVX-512 BF16 and AMX CPUs, emulated and slower elsewhere) and ``"fp32"`` leaves
+it. Everything else (frame transform, grid encoder, embeddings, norms, softmax) stays fp32.
 
 Inference only: the quantized layers have no gradients. ``benchmarks/quantization.py`` checks
-the agreement with fp32 on a trained run (the demo: 99.8% of the answers unchanged).
+the agreement with fp32 on a trained run (the demo).
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-import warnings
+from typing import Literal, get_args
 
 import torch
 from torch import nn
 
 from clipbert.models.cpu_linear import route_cpu_linears
+from clipbert.models.int8_cnn import CalibratingInt8CNN, quiet_torch_ao
 
 log = logging.getLogger(__name__)
 
 QUANTIZE_MODES = ("int8",)
+CnnPrecision = Literal["auto", "int8", "bf16", "fp32"]
+CNN_PRECISIONS: tuple[str, ...] = get_args(CnnPrecision)
+DEFAULT_CALIBRATION_FRAMES = 32
 
 
 class ToFloat(nn.Module):
@@ -37,6 +42,24 @@ class ToFloat(nn.Module):
 def cpu_has_native_bf16() -> bool:
     """Whether oneDNN runs bf16 convolutions natively on this CPU (else it emulates them)."""
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def has_x86_int8() -> bool:
+    """Whether PyTorch's x86 int8 backend (fbgemm + oneDNN) is built in."""
+    return "x86" in torch.backends.quantized.supported_engines
+
+
+def cnn_precision(choice: str) -> str:
+    """``auto``: int8 where the x86 backend exists, else bf16 where it is native, else fp32."""
+    if choice not in CNN_PRECISIONS:
+        raise ValueError(f"quantize_cnn must be one of {CNN_PRECISIONS}, got '{choice}'")
+    if choice == "int8" and not has_x86_int8():
+        raise ValueError("quantize_cnn=int8 needs PyTorch's x86 int8 backend; use bf16 or fp32")
+    if choice != "auto":
+        return choice
+    if has_x86_int8():
+        return "int8"
+    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 def check_quantize(mode: str | None, device: torch.device | str, precision: str) -> None:
@@ -55,26 +78,32 @@ def check_quantize(mode: str | None, device: torch.device | str, precision: str)
 
 
 def quantize_int8(
-    module: nn.Module, cnn_bf16: bool | None = None, *, inplace: bool = False
+    module: nn.Module,
+    cnn: CnnPrecision = "auto",
+    calibration_frames: int = DEFAULT_CALIBRATION_FRAMES,
+    *,
+    inplace: bool = False,
 ) -> nn.Module:
-    """The eval-mode task ``module`` with int8 dynamic linear layers and, when ``cnn_bf16``
-    (default: where the CPU has native bf16), a bf16 CNN and grid encoder: a copy, or with
-    ``inplace`` the module itself converted (no second model in memory)."""
+    """The eval-mode task ``module`` with int8 dynamic linear layers and the CNN in ``cnn``
+    precision (:func:`cnn_precision`; an int8 CNN calibrates on its first
+    ``calibration_frames`` frames): a copy, or with ``inplace`` the module itself converted
+    (no second model in memory)."""
+    precision = cnn_precision(cnn)
     quantized = (module if inplace else copy.deepcopy(module)).eval()
     backbone = quantized.backbone
     route_cpu_linears(quantized, "blas")  # quantize_dynamic swaps plain nn.Linear only
-    with warnings.catch_warnings():  # torch.ao's quantized tensors are marked for deprecation
-        warnings.simplefilter("ignore", UserWarning)
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with quiet_torch_ao():
         torch.ao.quantization.quantize_dynamic(
             quantized, {nn.Linear}, dtype=torch.qint8, inplace=True
         )
-    use_bf16 = cpu_has_native_bf16() if cnn_bf16 is None else cnn_bf16
-    if use_bf16:  # the backbone feeds the CNN its weights' dtype; the grid encoder follows it
+    if precision == "int8":
+        backbone.cnn = CalibratingInt8CNN(backbone.cnn, calibration_frames)
+    elif precision == "bf16":  # the backbone feeds the CNN its dtype; the grid encoder follows
         backbone.cnn.to(torch.bfloat16)
         backbone.grid_encoder = nn.Sequential(*backbone.grid_encoder.to(torch.bfloat16), ToFloat())
     log.info(
-        "quantize=int8: BERT and head linear layers int8 (dynamic), CNN in %s",
-        "bf16" if use_bf16 else "fp32 (this CPU has no native bf16)",
+        "quantize=int8: BERT and head linear layers int8 (dynamic), CNN in %s%s",
+        precision,
+        f" (calibrated on the first {calibration_frames} frames)" if precision == "int8" else "",
     )
     return quantized

@@ -205,6 +205,11 @@ class ResNet(nn.Module):
     def out_channels(self) -> int:
         return self._out_channels
 
+    @property
+    def input_dtype(self) -> torch.dtype:
+        """The dtype the frames must have: the weights' (bf16 in ``quantize=int8``'s bf16 CNN)."""
+        return self.conv1.weight.dtype
+
     def _init_convs(self) -> None:
         # detectron2's c2_msra_fill; pretrained weights overwrite it, but a fresh model starts
         # where the original's does.

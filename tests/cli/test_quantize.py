@@ -1,4 +1,5 @@
-"""quantize=int8: CPU inference with int8 linear layers and a bf16 CNN, close to fp32."""
+"""quantize=int8: CPU inference with int8 linear layers and an int8, bf16 or fp32 CNN, close to
+fp32."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from clipbert import Predictor
 from clipbert.cli.predict import predict
+from clipbert.models.int8_cnn import CalibratingInt8CNN
 from clipbert.models.quantization import ToFloat, check_quantize, quantize_int8
+from clipbert.models.resnet import ResNet
 from tests.helpers import predict_config
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -29,11 +32,11 @@ def test_check_quantize_refuses_unknown_modes_and_gpus() -> None:
         check_quantize("int8", "cuda", "32-true")
 
 
-@pytest.mark.parametrize("cnn_bf16", [False, True])
-def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn_bf16: bool) -> None:
+@pytest.mark.parametrize("cnn", ["fp32", "bf16", "int8"])
+def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn: str) -> None:
     fp32 = Predictor.from_checkpoint(demo_checkpoint("demo_video_qa"), n_clips=2)
     int8 = Predictor(
-        quantize_int8(fp32.module, cnn_bf16=cnn_bf16),
+        quantize_int8(fp32.module, cnn=cnn, calibration_frames=4),
         fp32.text_tokenizer,
         fp32.reader.sampling,
     )
@@ -42,15 +45,48 @@ def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn_bf16: bool) -> N
         assert any(isinstance(m, DynamicLinear) for m in part.modules())
         assert not any(type(m) is nn.Linear for m in part.modules())
     assert not any(isinstance(m, DynamicLinear) for m in fp32.module.modules())  # a copy
-    cnn_dtype = quantized.backbone.cnn.conv1.weight.dtype
-    assert cnn_dtype == (torch.bfloat16 if cnn_bf16 else torch.float32)
-    assert isinstance(quantized.backbone.grid_encoder[-1], ToFloat) == cnn_bf16
+    if cnn == "int8":
+        assert isinstance(quantized.backbone.cnn, CalibratingInt8CNN)
+    else:
+        dtype = quantized.backbone.cnn.conv1.weight.dtype
+        assert dtype == (torch.bfloat16 if cnn == "bf16" else torch.float32)
+    assert isinstance(quantized.backbone.grid_encoder[-1], ToFloat) == (cnn == "bf16")
 
     top = len(fp32.module.answer_vocabulary)
     expected = {a.answer: a.prob for a in fp32.answer(VIDEO, QUESTION, top_k=top)}
-    got = {a.answer: a.prob for a in int8.answer(VIDEO, QUESTION, top_k=top)}
-    assert got.keys() == expected.keys()
-    assert max(abs(got[k] - expected[k]) for k in got) < 0.02
+    for _ in range(2):  # an int8 CNN calibrates on the first video's frames, then runs int8
+        got = {a.answer: a.prob for a in int8.answer(VIDEO, QUESTION, top_k=top)}
+        assert got.keys() == expected.keys()
+        assert max(abs(got[k] - expected[k]) for k in got) < 0.02
+    if cnn == "int8":
+        assert quantized.backbone.cnn.calibrated
+
+
+def test_int8_cnn_calibrates_then_runs_int8_close_to_fp32() -> None:
+    torch.manual_seed(0)
+    resnet = ResNet(layers=(1, 1, 1, 1), stem_width=8, width=4, norm="batch_norm").eval()
+    frames = torch.randn(6, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = resnet(frames)
+        cnn = CalibratingInt8CNN(resnet, calibration_frames=4)
+        torch.testing.assert_close(cnn(frames[:3]), expected[:3], rtol=1e-5, atol=1e-5)
+        assert not cnn.calibrated  # 3 of 4 frames: still fp32, observing
+        cnn(frames[3:])
+        assert cnn.calibrated
+        got = cnn(frames)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert (got - expected).norm() / expected.norm() < 0.1  # int8: close, not equal
+    assert not torch.equal(got, expected)
+
+
+def test_bad_quantize_options_name_the_key() -> None:
+    with pytest.raises(ValueError, match="quantize_cnn must be one of"):
+        quantize_int8(nn.Module(), cnn="int4")
+    resnet = ResNet(layers=(1, 1, 1, 1), stem_width=8, width=4, norm="batch_norm")
+    with pytest.raises(ValueError, match="quantize_calibration_frames"):
+        CalibratingInt8CNN(resnet.eval(), calibration_frames=0)
+    with pytest.raises(ValueError, match="call .eval"):
+        CalibratingInt8CNN(resnet.train(), calibration_frames=4)
 
 
 def test_predictor_and_predict_py_take_quantize(demo_checkpoint, tmp_path) -> None:

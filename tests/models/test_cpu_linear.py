@@ -150,7 +150,7 @@ def test_int8_quantization_still_quantizes_routed_layers() -> None:
             super().__init__()
             self.backbone = tiny_backbone(cpu_linear="onednn")
 
-    quantized = quantize_int8(Task(), cnn_bf16=False)
+    quantized = quantize_int8(Task(), cnn="fp32")
     kinds = {type(m).__name__ for m in quantized.backbone.bert.modules()}
     assert "OneDnnLinear" not in kinds and "Linear" in kinds
     assert any("quantized" in type(m).__module__ for m in quantized.backbone.bert.modules())
