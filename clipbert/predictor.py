@@ -123,10 +123,11 @@ class Predictor:
     (fp16 on older ones), fp32 on the CPU. ``quantize="int8"`` (CPU, with fp32 precision) runs
     a copy of the model with int8 linear layers and an int8 CNN that calibrates on the first
     32 frames it sees, answering them in fp32 (:mod:`clipbert.models.quantization`; call
-    ``quantize_int8`` yourself and pass the module for other choices). On the CPU it sets glibc to keep freed memory for
-    reuse, as ``predict.py`` does (:mod:`clipbert.allocator`; process-wide: resident memory
-    stays at its peak); ``keep_freed_memory=False`` leaves malloc alone, and evaluation then
-    runs the CNN in passes small enough for glibc to reuse their memory.
+    ``quantize_int8`` yourself and pass the module for other choices). On the CPU it sets
+    glibc to keep freed memory for reuse, as ``predict.py`` does (:mod:`clipbert.allocator`;
+    process-wide: resident memory stays at its peak); ``keep_freed_memory=False`` leaves malloc
+    alone, and evaluation then runs the CNN in passes small enough for glibc to reuse their
+    memory.
     """
 
     def __init__(

@@ -90,11 +90,15 @@ class FoldedResNet(nn.Module):
 
 class CalibratingInt8CNN(nn.Module):
     """Stands in for the backbone's CNN: fp32 with activation observers for the first
-    ``calibration_frames`` frames, int8 from then on (see the module docstring)."""
+    ``calibration_frames`` frames, int8 from then on (see the module docstring). With
+    ``grid_encoder``, that follows the CNN inside the int8 graph (it is the heaviest single
+    convolution, a 3x3 over 2048 channels; the backbone's own then becomes an identity)."""
 
     input_dtype = torch.float32  # the backbone casts the frames to this
 
-    def __init__(self, resnet: ResNet, calibration_frames: int) -> None:
+    def __init__(
+        self, resnet: ResNet, calibration_frames: int, grid_encoder: nn.Module | None = None
+    ) -> None:
         super().__init__()
         if calibration_frames < 1:
             raise ValueError(f"quantize_calibration_frames must be >= 1, got {calibration_frames}")
@@ -104,8 +108,11 @@ class CalibratingInt8CNN(nn.Module):
         torch.backends.quantized.engine = "x86"
         example = torch.zeros(1, 3, 64, 64)
         with quiet_torch_ao():
+            network = FoldedResNet(resnet)
+            if grid_encoder is not None:
+                network = nn.Sequential(network, copy.deepcopy(grid_encoder))
             self.observed = prepare_fx(
-                FoldedResNet(resnet).eval(),
+                network.eval(),
                 get_default_qconfig_mapping("x86"),
                 example_inputs=(example,),
             )

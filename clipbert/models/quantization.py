@@ -1,12 +1,12 @@
 """A faster CPU inference model: ``quantize="int8"``.
 
 BERT's and the heads' linear layers become dynamically quantized int8 layers (int8 weights,
-each batch's activations quantized on the fly: PyTorch's fbgemm/oneDNN int8 GEMMs). The CNN,
-which dynamic quantization does not cover, is quantized statically
-(:class:`~clipbert.models.int8_cnn.CalibratingInt8CNN`: calibrated on the first frames it
-sees) where PyTorch has its x86 int8 backend; ``quantize_cnn="bf16"`` runs it in bf16 instead
+each batch's activations quantized on the fly: PyTorch's fbgemm/oneDNN int8 GEMMs). The CNN
+and the grid encoder, which dynamic quantization does not cover, are quantized statically
+where PyTorch has its x86 int8 backend (:class:`~clipbert.models.int8_cnn.CalibratingInt8CNN`:
+calibrated on the first frames it sees). ``quantize_cnn="bf16"`` runs them in bf16 instead
 (native on AVX-512 BF16 and AMX CPUs, emulated and slower elsewhere) and ``"fp32"`` leaves
-it. Everything else (frame transform, grid encoder, embeddings, norms, softmax) stays fp32.
+them. Everything else (frame transform, embeddings, norms, softmax) stays fp32.
 
 Inference only: the quantized layers have no gradients. ``benchmarks/quantization.py`` checks
 the agreement with fp32 on a trained run (the demo).
@@ -97,7 +97,8 @@ def quantize_int8(
             quantized, {nn.Linear}, dtype=torch.qint8, inplace=True
         )
     if precision == "int8":
-        backbone.cnn = CalibratingInt8CNN(backbone.cnn, calibration_frames)
+        backbone.cnn = CalibratingInt8CNN(backbone.cnn, calibration_frames, backbone.grid_encoder)
+        backbone.grid_encoder = nn.Identity()
     elif precision == "bf16":  # the backbone feeds the CNN its dtype; the grid encoder follows
         backbone.cnn.to(torch.bfloat16)
         backbone.grid_encoder = nn.Sequential(*backbone.grid_encoder.to(torch.bfloat16), ToFloat())

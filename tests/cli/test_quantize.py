@@ -16,6 +16,7 @@ from clipbert.cli.predict import predict
 from clipbert.models.int8_cnn import CalibratingInt8CNN
 from clipbert.models.quantization import ToFloat, check_quantize, quantize_int8
 from clipbert.models.resnet import ResNet
+from clipbert.models.visual import GridEncoder
 from tests.helpers import predict_config
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -45,12 +46,13 @@ def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn: str) -> None:
         assert any(isinstance(m, DynamicLinear) for m in part.modules())
         assert not any(type(m) is nn.Linear for m in part.modules())
     assert not any(isinstance(m, DynamicLinear) for m in fp32.module.modules())  # a copy
-    if cnn == "int8":
+    if cnn == "int8":  # the grid encoder runs inside the int8 graph
         assert isinstance(quantized.backbone.cnn, CalibratingInt8CNN)
+        assert isinstance(quantized.backbone.grid_encoder, nn.Identity)
     else:
         dtype = quantized.backbone.cnn.conv1.weight.dtype
         assert dtype == (torch.bfloat16 if cnn == "bf16" else torch.float32)
-    assert isinstance(quantized.backbone.grid_encoder[-1], ToFloat) == (cnn == "bf16")
+        assert isinstance(quantized.backbone.grid_encoder[-1], ToFloat) == (cnn == "bf16")
 
     top = len(fp32.module.answer_vocabulary)
     expected = {a.answer: a.prob for a in fp32.answer(VIDEO, QUESTION, top_k=top)}
@@ -65,10 +67,11 @@ def test_int8_model_keeps_the_fp32_answers(demo_checkpoint, cnn: str) -> None:
 def test_int8_cnn_calibrates_then_runs_int8_close_to_fp32() -> None:
     torch.manual_seed(0)
     resnet = ResNet(layers=(1, 1, 1, 1), stem_width=8, width=4, norm="batch_norm").eval()
+    grid_encoder = GridEncoder(resnet.out_channels, 16)
     frames = torch.randn(6, 3, 64, 64).contiguous(memory_format=torch.channels_last)
     with torch.no_grad():
-        expected = resnet(frames)
-        cnn = CalibratingInt8CNN(resnet, calibration_frames=4)
+        expected = grid_encoder(resnet(frames))
+        cnn = CalibratingInt8CNN(resnet, calibration_frames=4, grid_encoder=grid_encoder)
         torch.testing.assert_close(cnn(frames[:3]), expected[:3], rtol=1e-5, atol=1e-5)
         assert not cnn.calibrated  # 3 of 4 frames: still fp32, observing
         cnn(frames[3:])
