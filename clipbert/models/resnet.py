@@ -14,7 +14,7 @@ without any normalisation a randomly initialised ResNet barely learns. It is off
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -65,42 +65,6 @@ def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
     return F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
 
 
-def fuses_on_cpu(x: Tensor, norms: Iterable[nn.Module]) -> bool:
-    """Whether :func:`conv_norm_relu` applies: eager CPU inference (no gradients; no autocast,
-    whose casts oneDNN's fused op does not take; ``torch.compile`` fuses by itself) on
-    channels-last activations, the layout oneDNN fuses in (planar bf16 has no fused path),
-    with every norm foldable."""
-    return (
-        x.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and not torch.is_grad_enabled()
-        and not torch.is_autocast_enabled("cpu")
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and _FUSED_CONVOLUTIONS
-        and all(folds_into_conv(norm) for norm in norms)
-    )
-
-
-def conv_norm_relu(
-    conv: nn.Conv2d, norm: nn.Module, x: Tensor, residual: Tensor | None = None
-) -> Tensor:
-    """``relu(norm(conv(x)) + residual)`` as one oneDNN call: the ReLU and the residual add run
-    as the convolution's post-ops instead of two more passes over the activations (8% of a
-    bf16 ResNet-50 forward at 448 px, measured). Inference only: no gradients."""
-    weight, bias = folded_conv(conv, norm)
-    geometry = (conv.padding, conv.stride, conv.dilation, conv.groups)
-    if residual is None:
-        return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, "relu", [], "")
-    return torch.ops.mkldnn._convolution_pointwise.binary(
-        x, residual, weight, bias, *geometry, "add", 1.0, "relu", [], ""
-    )
-
-
-_FUSED_CONVOLUTIONS = torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, "_convolution_pointwise"
-)
-
-
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, bias=False)
 
@@ -135,10 +99,6 @@ class Bottleneck(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else conv_norm(*self.downsample, x)
-        if fuses_on_cpu(x, (self.bn1, self.bn2, self.bn3)):
-            out = conv_norm_relu(self.conv1, self.bn1, x)
-            out = conv_norm_relu(self.conv2, self.bn2, out)
-            return conv_norm_relu(self.conv3, self.bn3, out, residual=shortcut)
         out = self.relu(conv_norm(self.conv1, self.bn1, x))
         out = self.relu(conv_norm(self.conv2, self.bn2, out))
         out = conv_norm(self.conv3, self.bn3, out)
@@ -224,10 +184,7 @@ class ResNet(nn.Module):
             stage.requires_grad_(False)
 
     def forward(self, x: Tensor) -> Tensor:
-        if fuses_on_cpu(x, (self.bn1,)):
-            x = self.maxpool(conv_norm_relu(self.conv1, self.bn1, x))
-        else:
-            x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
+        x = self.maxpool(self.relu(conv_norm(self.conv1, self.bn1, x)))
         x = self.layer1(x)
         x = self.layer2(x)
         x = self.layer3(x)

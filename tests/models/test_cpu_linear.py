@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from clipbert.models import cpu_linear
 from clipbert.models.cpu_linear import (
+    MIN_ONEDNN_WEIGHTS,
     OneDnnLinear,
     linear_through_onednn,
     route_cpu_linears,
@@ -20,6 +21,12 @@ from clipbert.models.cpu_linear import (
 from clipbert.models.quantization import quantize_int8
 
 from .test_backbone import frames, texts, tiny_backbone
+
+
+@pytest.fixture(autouse=True)
+def small_layers_take_onednn(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These tests' layers are small; without this they would keep BLAS."""
+    monkeypatch.setattr(cpu_linear, "MIN_ONEDNN_WEIGHTS", 0)
 
 
 @pytest.mark.parametrize("shape", [(7, 48), (3, 5, 48), (2, 3, 4, 48)])
@@ -67,6 +74,7 @@ def test_flop_counts_are_those_of_nn_linear() -> None:
             module(torch.randn(2, 5, 16, requires_grad=True)).sum().backward()
         counts.append(counter.get_total_flops())
     assert counts[0] == counts[1] == 3 * 2 * 10 * 16 * 8
+    assert torch.ops.mkldnn._linear_pointwise in counter.get_flop_counts()["Global"]
 
 
 def test_strided_and_empty_inputs() -> None:
@@ -85,13 +93,16 @@ def test_without_bias() -> None:
     torch.testing.assert_close(linear_through_onednn(x, layer.weight, None), layer(x))
 
 
-def test_the_path_follows_dtype_device_and_autocast() -> None:
-    assert takes_onednn(torch.zeros(1, 16))
-    assert takes_onednn(torch.zeros(4, 16, requires_grad=True))
-    assert not takes_onednn(torch.zeros(1024, 16, dtype=torch.bfloat16))
+def test_the_path_follows_size_dtype_device_and_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_linear, "MIN_ONEDNN_WEIGHTS", MIN_ONEDNN_WEIGHTS)
+    large = torch.zeros(MIN_ONEDNN_WEIGHTS // 16, 16)
+    assert takes_onednn(torch.zeros(1, 16), large)
+    assert takes_onednn(torch.zeros(4, 16, requires_grad=True), large)
+    assert not takes_onednn(torch.zeros(4, 16), large[:-1])  # small layers keep BLAS
+    assert not takes_onednn(torch.zeros(1024, 16, dtype=torch.bfloat16), large)
     with torch.autocast("cpu", torch.bfloat16):
-        assert not takes_onednn(torch.zeros(1024, 16))
-    assert not takes_onednn(torch.zeros(1024, 16, device="meta"))
+        assert not takes_onednn(torch.zeros(1024, 16), large)
+    assert not takes_onednn(torch.zeros(1024, 16, device="meta"), large)
 
 
 def test_layer_under_autocast_and_in_bf16_keeps_torchs_product() -> None:
