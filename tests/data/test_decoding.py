@@ -10,6 +10,7 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -167,18 +168,32 @@ def test_every_decoder_gives_the_same_frames(decoder, name: str) -> None:
         assert torch.equal(decoder.read(data, lambda info: [last])[0], reference[last - 1])
         sparse = [last - 1, last // 2, 0, last // 3]
     seen: list[VideoInfo] = []
+    tries = 10 if name == CORRUPT and decoder.name == "decord" else 1
     if name == CORRUPT and decoder.name != "pyav":
-        # decord and torchcodec give the frames before the corrupt packet and refuse the rest
-        # (decord's threads read a few packets ahead: a run of frames must end by frame 24);
+        # decord and torchcodec give the frames before the corrupt packet and refuse the rest;
         # PyAV drops that packet's frame and repeats its last frame at the end.
         sparse, last = [27, 0, 13], 24
         with pytest.raises(DecodeError, match=f"{decoder.name} could not decode frames"):
             decoder.read(data, lambda info: [28])
-    frames = decoder.read(data, lambda info: seen.append(info) or range(last + 1))
+    frames = _read(decoder, data, lambda info: seen.append(info) or range(last + 1), tries)
     assert seen[0].num_frames == expected.num_frames
     assert seen[0].fps == pytest.approx(expected.fps, rel=1e-9)  # what sampling spreads clips by
     assert torch.equal(frames, reference[: last + 1])
-    assert torch.equal(decoder.read(data, lambda info: sparse), reference[sparse])
+    assert torch.equal(_read(decoder, data, lambda info: sparse, tries), reference[sparse])
+
+
+def _read(decoder: VideoDecoder, data: bytes, choose: Callable, tries: int) -> torch.Tensor:
+    """``decoder.read``, up to ``tries`` times while it refuses. decord's worker thread decodes
+    packets ahead of the frames asked for, and whether it has reached a corrupt packet by the
+    time the last frame asked for comes back is a race (2 of 5 runs of this test lost it on
+    the Zen 5 VM, reading the corrupt asset's frames 0-24); the first read that is not
+    refused must give the right frames."""
+    for _ in range(tries - 1):
+        try:
+            return decoder.read(data, choose)
+        except DecodeError as error:
+            assert "could not decode frames" in str(error)
+    return decoder.read(data, choose)
 
 
 @pytest.mark.parametrize(("name", "size", "num_frames", "fps"), NOT_DECORD)
