@@ -6,7 +6,8 @@ before the first int8 call. So :class:`CalibratingInt8CNN` answers its first
 converts itself to int8 (PyTorch's x86 backend: per-channel int8 weights, uint8 activations,
 the ReLUs and residual adds fused) and answers every later frame in int8. Predicting a split,
 the calibration frames are those of its first videos, in the data's order, so results are
-reproducible; predicting one video at a time, the first video calibrates.
+reproducible (with several processes, each calibrates on its own first videos); predicting
+one video at a time, the first video calibrates.
 
 Measured on the Zen 5 VM (AVX-512 VNNI), ResNet-50 at 448 px: int8 convolutions run about
 twice as fast as bf16 ones (``benchmarks/RESULTS.md``).
@@ -105,7 +106,6 @@ class CalibratingInt8CNN(nn.Module):
         from torch.ao.quantization import get_default_qconfig_mapping
         from torch.ao.quantization.quantize_fx import prepare_fx
 
-        torch.backends.quantized.engine = "x86"
         example = torch.zeros(1, 3, 64, 64)
         with quiet_torch_ao():
             network = FoldedResNet(resnet)

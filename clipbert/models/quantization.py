@@ -45,8 +45,9 @@ def cpu_has_native_bf16() -> bool:
 
 
 def has_x86_int8() -> bool:
-    """Whether PyTorch's x86 int8 backend (fbgemm + oneDNN) is built in."""
-    return "x86" in torch.backends.quantized.supported_engines
+    """Whether PyTorch's int8 kernels run on its x86 backend (fbgemm + oneDNN): built in, and
+    the active engine (the default where it is built in)."""
+    return torch.backends.quantized.engine in ("x86", "fbgemm", "onednn")
 
 
 def cnn_precision(choice: str) -> str:
@@ -54,7 +55,11 @@ def cnn_precision(choice: str) -> str:
     if choice not in CNN_PRECISIONS:
         raise ValueError(f"quantize_cnn must be one of {CNN_PRECISIONS}, got '{choice}'")
     if choice == "int8" and not has_x86_int8():
-        raise ValueError("quantize_cnn=int8 needs PyTorch's x86 int8 backend; use bf16 or fp32")
+        raise ValueError(
+            "quantize_cnn=int8 needs PyTorch's x86 int8 backend "
+            f"(torch.backends.quantized.engine is '{torch.backends.quantized.engine}'); "
+            "use quantize_cnn=bf16 or fp32"
+        )
     if choice != "auto":
         return choice
     if has_x86_int8():

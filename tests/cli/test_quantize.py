@@ -13,8 +13,9 @@ from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 from clipbert import Predictor
 from clipbert.cli.predict import predict
+from clipbert.models import quantization
 from clipbert.models.int8_cnn import CalibratingInt8CNN
-from clipbert.models.quantization import ToFloat, check_quantize, quantize_int8
+from clipbert.models.quantization import ToFloat, check_quantize, cnn_precision, quantize_int8
 from clipbert.models.resnet import ResNet
 from clipbert.models.visual import GridEncoder
 from tests.helpers import predict_config
@@ -80,6 +81,17 @@ def test_int8_cnn_calibrates_then_runs_int8_close_to_fp32() -> None:
     assert got.dtype == torch.float32 and got.shape == expected.shape
     assert (got - expected).norm() / expected.norm() < 0.1  # int8: close, not equal
     assert not torch.equal(got, expected)
+
+
+def test_the_cnn_precision_follows_the_int8_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert cnn_precision("auto") == "int8"  # x86: PyTorch's int8 backend is built in
+    assert cnn_precision("bf16") == "bf16"
+    monkeypatch.setattr(quantization, "has_x86_int8", lambda: False)
+    for native_bf16, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(quantization, "cpu_has_native_bf16", lambda b=native_bf16: b)
+        assert cnn_precision("auto") == expected
+    with pytest.raises(ValueError, match="quantize_cnn=int8 needs"):
+        cnn_precision("int8")
 
 
 def test_bad_quantize_options_name_the_key() -> None:
