@@ -117,7 +117,6 @@ class CalibratingInt8CNN(nn.Module):
                 example_inputs=(example,),
             )
         self.quantized: nn.Module | None = None
-        self.out_channels = resnet.out_channels
         self.calibration_frames = calibration_frames
         self.frames_seen = 0
 

@@ -96,14 +96,15 @@ def quantize_int8(
     precision = cnn_precision(cnn)
     quantized = (module if inplace else copy.deepcopy(module)).eval()
     backbone = quantized.backbone
+    if precision == "int8":  # built first: a bad value is refused before anything changes
+        int8_cnn = CalibratingInt8CNN(backbone.cnn, calibration_frames, backbone.grid_encoder)
     route_cpu_linears(quantized, "blas")  # quantize_dynamic swaps plain nn.Linear only
     with quiet_torch_ao():
         torch.ao.quantization.quantize_dynamic(
             quantized, {nn.Linear}, dtype=torch.qint8, inplace=True
         )
     if precision == "int8":
-        backbone.cnn = CalibratingInt8CNN(backbone.cnn, calibration_frames, backbone.grid_encoder)
-        backbone.grid_encoder = nn.Identity()
+        backbone.cnn, backbone.grid_encoder = int8_cnn, nn.Identity()
     elif precision == "bf16":  # the backbone feeds the CNN its dtype; the grid encoder follows
         backbone.cnn.to(torch.bfloat16)
         backbone.grid_encoder = nn.Sequential(*backbone.grid_encoder.to(torch.bfloat16), ToFloat())

@@ -122,3 +122,10 @@ def test_predictor_and_predict_py_take_quantize(demo_checkpoint, tmp_path) -> No
     )
     with pytest.raises(ValueError, match="precision=32-true"):
         predict(bad)
+    for option, message in (
+        ("quantize_cnn=int4", "quantize_cnn must be one of"),
+        ("quantize_calibration_frames=0", "quantize_calibration_frames must be >= 1"),
+    ):
+        bad = predict_config(tmp_path / "bad", f"ckpt_path={checkpoint}", "quantize=int8", option)
+        with pytest.raises(ValueError, match=message):  # predict.py passes both keys on
+            predict(bad)
