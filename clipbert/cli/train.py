@@ -16,6 +16,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from clipbert.allocator import keep_freed_memory
 from clipbert.atomic_files import write_text_atomic
+from clipbert.callbacks.process_group import ShutDownProcessGroupAtExit
 from clipbert.callbacks.resume import requeued_checkpoint
 from clipbert.callbacks.run_record import RunRecorder
 from clipbert.cli.errors import reported, require_launcher_plugin
@@ -71,6 +72,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     resolved = OmegaConf.to_container(cfg, resolve=True)
     callbacks = _instantiate_all(cfg.get("callbacks"))
     callbacks.append(RunRecorder(resolved, datamodule.tokenizer))
+    callbacks.append(ShutDownProcessGroupAtExit())
     loggers = _instantiate_all(cfg.get("logger"))
     ckpt_path = resume_from(cfg, output_dir)
     if ckpt_path and rank_zero_only.rank == 0:

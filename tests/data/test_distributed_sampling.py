@@ -11,6 +11,8 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
+from clipbert.callbacks.process_group import ShutDownProcessGroupAtExit
+
 
 class _RecordOrder(pl.LightningModule):
     """Writes the question ids of every training batch, per rank and epoch; learns nothing."""
@@ -57,6 +59,7 @@ def test_each_process_reads_its_own_share_in_a_new_order_every_epoch(
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
+        callbacks=[ShutDownProcessGroupAtExit()],  # as train.py: no gloo thread outlives Python
     )
     trainer.fit(_RecordOrder(tmp_path), datamodule=datamodule)
 

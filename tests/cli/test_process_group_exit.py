@@ -1,0 +1,83 @@
+"""A DDP run on CPUs (gloo) leaves no worker thread of its process group to the interpreter's
+finalization, where one releasing an allreduce launched in backward aborted the process; a run
+that failed keeps Lightning's exit. Each case is a real Lightning DDP fit in a fresh Python, and
+an ``atexit`` probe registered before the fit (so it runs after the callback's handler) counts
+gloo's threads left at exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PROBE = """
+import atexit, os, socket, sys
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.strategies import DDPStrategy
+from torch.utils.data import DataLoader, TensorDataset
+from clipbert.callbacks.process_group import ShutDownProcessGroupAtExit
+
+def gloo_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read() for t in os.listdir("/proc/self/task")]
+    return sum(name.startswith("pt_gloo") for name in names)
+
+def left_at_exit():
+    group = torch.distributed.is_initialized()
+    print(f"at exit: group {group}, gloo threads {gloo_threads()}", flush=True)
+
+atexit.register(left_at_exit)
+
+class Regress(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(3, 1)
+
+    def training_step(self, batch, batch_idx):
+        if sys.argv[1] == "fail" and batch_idx == 1:
+            raise RuntimeError("this run fails")
+        return self.layer(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+with socket.socket() as free:
+    free.bind(("127.0.0.1", 0))
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free.getsockname()[1]))
+trainer = pl.Trainer(
+    accelerator="cpu", devices=1, strategy=DDPStrategy(process_group_backend="gloo"),
+    max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    enable_model_summary=False, callbacks=[ShutDownProcessGroupAtExit()],
+)
+trainer.fit(Regress(), DataLoader(TensorDataset(torch.randn(8, 3)), batch_size=2))
+print(f"after fit: gloo threads {gloo_threads()}", flush=True)
+"""
+
+
+def _run_probe(tmp_path: Path, outcome: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    return subprocess.run(
+        [sys.executable, str(script), outcome],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_finished_ddp_run_joins_the_gloo_threads_before_python_exits(tmp_path: Path) -> None:
+    result = _run_probe(tmp_path, "finish")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "after fit: gloo threads 0" not in result.stdout  # the group lived until exit
+    assert "at exit: group False, gloo threads 0" in result.stdout
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+def test_a_failed_ddp_run_exits_as_lightning_leaves_it(tmp_path: Path) -> None:
+    result = _run_probe(tmp_path, "fail")
+    assert result.returncode != 0 and "this run fails" in result.stderr
+    assert "at exit: group True" in result.stdout  # left alone: a peer may be gone
