@@ -11,6 +11,7 @@ Destroying the group in an ``atexit`` handler joins those threads while Python i
 the group's destructor releases the GIL, so a worker waiting for it finishes first. A collection
 comes first: anything of the run's that holds the group through a reference cycle would keep the
 threads alive.
+
 A run that failed is left to exit as Lightning leaves it: a worker may be stuck in a collective
 with a process that is gone, and joining it would hang until the group's timeout.
 """
@@ -25,8 +26,8 @@ import torch.distributed as dist
 
 
 def shut_down_process_group() -> None:
-    """Destroy the default process group, if any, and free what still holds it, which joins
-    its worker threads."""
+    """Destroy the default process group, if any, which joins its worker threads once nothing
+    else holds it."""
     if not (dist.is_available() and dist.is_initialized()):
         return
     gc.collect()
