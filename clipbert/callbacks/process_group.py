@@ -35,13 +35,12 @@ def shut_down_process_group() -> None:
 
 
 class ShutDownProcessGroupAtExit(pl.Callback):
-    """Registers :func:`shut_down_process_group` to run at exit in every process of a
-    distributed run, and withdraws it when the run fails."""
+    """Registers :func:`shut_down_process_group` to run at exit in every process of a run,
+    and withdraws it when the run fails."""
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if dist.is_available() and dist.is_initialized():
-            atexit.unregister(shut_down_process_group)  # once per process, however many runs
-            atexit.register(shut_down_process_group)
+        atexit.unregister(shut_down_process_group)  # once per process, however many runs
+        atexit.register(shut_down_process_group)  # a no-op where no group was made
 
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException

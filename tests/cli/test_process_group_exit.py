@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 PROBE = """
-import atexit, os, socket, sys
+import atexit, os, sys
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.strategies import DDPStrategy
@@ -44,9 +44,7 @@ class Regress(pl.LightningModule):
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
-with socket.socket() as free:
-    free.bind(("127.0.0.1", 0))
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free.getsockname()[1]))
+os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=sys.argv[2])
 trainer = pl.Trainer(
     accelerator="cpu", devices=1, strategy=DDPStrategy(process_group_backend="gloo"),
     max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
@@ -57,16 +55,24 @@ print(f"after fit: gloo threads {gloo_threads()}", flush=True)
 """
 
 
-def _run_probe(tmp_path: Path, outcome: str) -> subprocess.CompletedProcess:
-    script = tmp_path / "probe.py"
-    script.write_text(PROBE)
+def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
+    """``script args... port`` in a fresh Python, with a free port for the group's store."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
     return subprocess.run(
-        [sys.executable, str(script), outcome],
+        [sys.executable, str(script), *args, port],
         capture_output=True,
         text=True,
         timeout=300,
         cwd=Path(__file__).resolve().parents[2],
     )
+
+
+def _run_probe(tmp_path: Path, outcome: str) -> subprocess.CompletedProcess:
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    return _run(script, outcome)
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
@@ -113,14 +119,5 @@ def test_ddp_processes_that_keep_the_gil_to_the_end_exit_cleanly(tmp_path: Path)
     script = tmp_path / "abort_at_exit.py"
     script.write_text(ABORT_AT_EXIT)
     for attempt in range(12):
-        with socket.socket() as free:
-            free.bind(("127.0.0.1", 0))
-            port = str(free.getsockname()[1])
-        result = subprocess.run(
-            [sys.executable, str(script), port],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd=Path(__file__).resolve().parents[2],
-        )
+        result = _run(script)
         assert result.returncode == 0, f"run {attempt}: {result.stderr[-2000:]}"
