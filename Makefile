@@ -9,7 +9,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # The stamp's name carries a checksum of pyproject.toml, so editing it triggers a reinstall.
 VENV_STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d' ' -f1)
-DEMO_RUN ?= outputs/demo_video_qa/$(shell date +%Y-%m-%d_%H-%M-%S)
+# The time is read once (`:=`): a recursive `?=` would run `date` for each recipe line, and a
+# run that crosses a second would train into one folder and predict from another.
+RUN_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_RUN ?= outputs/demo_video_qa/$(RUN_STAMP)
 
 .PHONY: demo demo-pretrain app test test-slow test-core lint bench venv clean-demo
 
@@ -49,7 +52,7 @@ test-slow: venv
 # extras, so no decord, no loggers beyond CSV): the data and decoder tests, then a short demo
 # training and prediction. A fresh venv each time, in $(CORE_VENV).
 CORE_VENV ?= .venv-core
-CORE_RUN ?= outputs/core_install/$(shell date +%Y-%m-%d_%H-%M-%S)
+CORE_RUN ?= outputs/core_install/$(RUN_STAMP)
 test-core:
 	rm -rf $(CORE_VENV) && $(PYTHON) -m venv $(CORE_VENV)
 	$(CORE_VENV)/bin/pip install --quiet -e . pytest pytest-timeout hypothesis 2>&1 \
