@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -77,6 +78,13 @@ def tiny_demo_overrides(demo_root: Path) -> list[str]:
         "trainer.enable_progress_bar=false",
         "callbacks.progress_bar=null",
     ]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server or a process group's store."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def run_script(name: str, *args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:

@@ -16,17 +16,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.helpers import free_port
+
 CREDENTIALS = {
     "AWS_ACCESS_KEY_ID": "clipbert-test",
     "AWS_SECRET_ACCESS_KEY": "clipbert-test-secret",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait_for(port: int, process: subprocess.Popen, timeout: float = 60.0) -> None:

@@ -5,7 +5,6 @@ Predictor's and the frames the ones it samples, and the page must fetch nothing 
 from __future__ import annotations
 
 import re
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from clipbert import Predictor
 from clipbert.cli.app_request import ask
 from clipbert.cli.checkpoint_cache import checkpoint_at
 from tests.browser import SCREENSHOTS, screenshot
-from tests.helpers import compose_config
+from tests.helpers import compose_config, free_port
 
 pytest.importorskip("gradio", reason="the app needs the [app] extra (gradio)")
 
@@ -24,12 +23,6 @@ VIDEO = ASSETS / "h264_176x144_29.97fps_lowbitrate.mp4"
 IMAGE = ASSETS / "photo_128x128_tiny.jpg"
 QUESTION = "what color are the shapes?"
 WAIT_MS = 30_000
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def app_config(*overrides: str):

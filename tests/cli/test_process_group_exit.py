@@ -6,12 +6,12 @@ handler) that counts gloo's threads left at exit; the slow one provokes the abor
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import REPO, free_port, run_script
 
 PROBE = """
 import atexit, os, sys
@@ -57,16 +57,7 @@ print(f"after fit: gloo threads {gloo_threads()}", flush=True)
 
 def _run(script: Path, *args: str) -> subprocess.CompletedProcess:
     """``script args... port`` in a fresh Python, with a free port for the group's store."""
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = str(free.getsockname()[1])
-    return subprocess.run(
-        [sys.executable, str(script), *args, port],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=Path(__file__).resolve().parents[2],
-    )
+    return run_script(str(script), *args, str(free_port()), cwd=REPO, timeout=300)
 
 
 def _run_probe(tmp_path: Path, outcome: str) -> subprocess.CompletedProcess:
